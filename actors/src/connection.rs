@@ -1,0 +1,502 @@
+//! `Connection`: one actor per WebSocket. Decodes client frames, forwards
+//! them to the player's match, writes the frames the match sends back, and
+//! runs the server-side heartbeat.
+//!
+//! It never blocks on its match: actions are handed over with `try_send`, so
+//! a match whose mailbox is full answers `busy` instead of growing memory.
+//! Every client mistake is answered with an `error` frame (see
+//! [`ConnError`]) and the connection stays open; only a frame over the size
+//! limit (1009), a protocol violation (1002) or a heartbeat timeout close it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_web_actors::ws;
+use bytes::{Bytes, BytesMut};
+
+use crate::engine::Engine;
+use crate::match_session::{Act, Ask, Disconnected, Join, JoinError, Leave, MatchSession};
+use crate::metrics as m;
+use crate::protocol::codec::{self, DecodeError, Encoding, Out};
+use crate::protocol::{ClientMsg, MatchId, PlayerId, Seat, ServerMsg};
+use crate::registry::{EngineError, MatchEntry};
+
+/// How many times a quick-join looks for another match when the one it was
+/// given filled up in the meantime.
+const QUICK_JOIN_ATTEMPTS: usize = 5;
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Messages from a match to a connection.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum ToConn {
+    /// Write this frame.
+    Frame(Out),
+    /// The player is no longer in `match_id` (left, or the match ended);
+    /// write `frame` first if present.
+    Detached {
+        match_id: MatchId,
+        frame: Option<Out>,
+    },
+    /// `match_id` dropped this connection from its seat.
+    Kicked {
+        match_id: MatchId,
+        code: &'static str,
+        message: String,
+    },
+}
+
+/// Everything a client can get wrong, mapped to the wire in [`ConnError::frame`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    #[error("give exactly one of match_id or ruleset")]
+    InvalidJoin,
+    #[error("already in match {0}; leave it first")]
+    AlreadyInMatch(MatchId),
+    #[error("a join is already in progress")]
+    JoinInProgress,
+    #[error("not in a match; join one first")]
+    NotInMatch,
+    #[error("no live match with id {0}")]
+    MatchNotFound(MatchId),
+    #[error("{0}")]
+    Join(JoinError),
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    #[error("the match is gone")]
+    MatchGone,
+    #[error("the match did not answer in time")]
+    MatchBusy,
+}
+
+impl ConnError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConnError::Decode(e) => e.code(),
+            ConnError::InvalidJoin => "invalid_join",
+            ConnError::AlreadyInMatch(_) => "already_in_match",
+            ConnError::JoinInProgress => "join_in_progress",
+            ConnError::NotInMatch => "not_in_match",
+            ConnError::MatchNotFound(_) => "match_not_found",
+            ConnError::Join(e) => e.code(),
+            ConnError::Engine(e) => e.code(),
+            ConnError::MatchGone => "match_gone",
+            ConnError::MatchBusy => "match_busy",
+        }
+    }
+
+    /// The one place a connection-level error becomes a wire frame.
+    pub fn frame(&self) -> ServerMsg {
+        ServerMsg::Error {
+            code: self.code().into(),
+            message: self.to_string(),
+        }
+    }
+}
+
+struct Seated {
+    match_id: MatchId,
+    seat: Seat,
+    addr: Addr<MatchSession>,
+}
+
+/// A message being reassembled from continuation frames.
+struct Partial {
+    text: bool,
+    buf: BytesMut,
+}
+
+pub struct Connection {
+    id: u64,
+    player_id: PlayerId,
+    engine: Engine,
+    /// Encoding of server-initiated frames until the client sends one.
+    encoding: Encoding,
+    last_seen: Instant,
+    seated: Option<Seated>,
+    joining: bool,
+    partial: Option<Partial>,
+}
+
+impl Connection {
+    pub fn new(engine: Engine, player_id: PlayerId, encoding: Encoding) -> Self {
+        Self {
+            id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
+            player_id,
+            engine,
+            encoding,
+            last_seen: Instant::now(),
+            seated: None,
+            joining: false,
+            partial: None,
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn write(&self, ctx: &mut ws::WebsocketContext<Self>, frame: Out) {
+        match frame {
+            Out::Text(t) => {
+                metrics::counter!(m::FRAMES_OUT, "encoding" => "json").increment(1);
+                ctx.text(t);
+            }
+            Out::Binary(b) => {
+                metrics::counter!(m::FRAMES_OUT, "encoding" => "bincode").increment(1);
+                ctx.binary(b);
+            }
+        }
+    }
+
+    fn send(&self, ctx: &mut ws::WebsocketContext<Self>, msg: &ServerMsg, enc: Encoding) {
+        self.write(ctx, codec::encode(msg, enc));
+    }
+
+    fn fail(&self, ctx: &mut ws::WebsocketContext<Self>, err: ConnError, enc: Encoding) {
+        metrics::counter!(m::BAD_FRAMES, "code" => err.code()).increment(1);
+        log::debug!(conn_id = self.id, code = err.code(); "client error: {err}");
+        self.send(ctx, &err.frame(), enc);
+    }
+
+    fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: ws::CloseCode, why: &str) {
+        ctx.close(Some(ws::CloseReason {
+            code,
+            description: Some(why.into()),
+        }));
+        ctx.stop();
+    }
+
+    fn on_frame(&mut self, ctx: &mut ws::WebsocketContext<Self>, data: Bytes, text: bool) {
+        let (decoded, enc) = if text {
+            metrics::counter!(m::FRAMES_IN, "encoding" => "json").increment(1);
+            let decoded = match std::str::from_utf8(&data) {
+                Ok(s) => codec::decode_json(s),
+                Err(e) => Err(DecodeError::MalformedJson(e.to_string())),
+            };
+            (decoded, Encoding::Json)
+        } else {
+            metrics::counter!(m::FRAMES_IN, "encoding" => "bincode").increment(1);
+            (codec::decode_bincode(&data), Encoding::Bincode)
+        };
+        self.encoding = enc;
+        match decoded {
+            Ok(msg) => self.on_message(ctx, msg, enc),
+            Err(e) => self.fail(ctx, e.into(), enc),
+        }
+    }
+
+    fn on_message(&mut self, ctx: &mut ws::WebsocketContext<Self>, msg: ClientMsg, enc: Encoding) {
+        match msg {
+            ClientMsg::Ping { nonce } => self.send(ctx, &ServerMsg::Pong { nonce }, enc),
+            ClientMsg::Join { match_id, ruleset } => self.on_join(ctx, match_id, ruleset, enc),
+            ClientMsg::Action { client_seq, action } => {
+                let Some(s) = &self.seated else {
+                    return self.fail(ctx, ConnError::NotInMatch, enc);
+                };
+                let act = Act {
+                    seat: s.seat,
+                    conn_id: self.id,
+                    client_seq,
+                    action,
+                    encoding: enc,
+                    received: Instant::now(),
+                };
+                match s.addr.try_send(act) {
+                    Ok(()) => {}
+                    Err(SendError::Full(_)) => self.busy(ctx, client_seq, enc),
+                    Err(SendError::Closed(_)) => self.match_gone(ctx, enc),
+                }
+            }
+            ClientMsg::Query { client_seq, query } => {
+                let Some(s) = &self.seated else {
+                    return self.fail(ctx, ConnError::NotInMatch, enc);
+                };
+                let ask = Ask {
+                    seat: s.seat,
+                    conn_id: self.id,
+                    client_seq,
+                    query,
+                    encoding: enc,
+                };
+                match s.addr.try_send(ask) {
+                    Ok(()) => {}
+                    Err(SendError::Full(_)) => self.busy(ctx, client_seq, enc),
+                    Err(SendError::Closed(_)) => self.match_gone(ctx, enc),
+                }
+            }
+            ClientMsg::Leave => {
+                let Some(s) = self.seated.take() else {
+                    return self.fail(ctx, ConnError::NotInMatch, enc);
+                };
+                // One leave per join, so the unbounded do_send stays bounded;
+                // the match answers with `left`.
+                s.addr.do_send(Leave {
+                    seat: s.seat,
+                    conn_id: self.id,
+                });
+            }
+        }
+    }
+
+    fn busy(&self, ctx: &mut ws::WebsocketContext<Self>, client_seq: u64, enc: Encoding) {
+        metrics::counter!(m::MAILBOX_FULL, "target" => "match", "reason" => "full").increment(1);
+        let msg = ServerMsg::Rejected {
+            client_seq,
+            code: "busy".into(),
+            message: "the match is overloaded; try again".into(),
+        };
+        self.send(ctx, &msg, enc);
+    }
+
+    fn match_gone(&mut self, ctx: &mut ws::WebsocketContext<Self>, enc: Encoding) {
+        self.seated = None;
+        self.fail(ctx, ConnError::MatchGone, enc);
+    }
+
+    fn on_join(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        match_id: Option<MatchId>,
+        ruleset: Option<String>,
+        enc: Encoding,
+    ) {
+        if let Some(s) = &self.seated {
+            return self.fail(ctx, ConnError::AlreadyInMatch(s.match_id), enc);
+        }
+        if self.joining {
+            return self.fail(ctx, ConnError::JoinInProgress, enc);
+        }
+        match (match_id, ruleset) {
+            (Some(id), None) => match self.engine.lookup(id) {
+                Some(entry) => self.join_entry(ctx, entry, None, enc),
+                None => self.fail(ctx, ConnError::MatchNotFound(id), enc),
+            },
+            (None, Some(ruleset)) => {
+                if self.engine.catalog.get(&ruleset).is_none() {
+                    return self.fail(ctx, EngineError::UnknownRuleset(ruleset).into(), enc);
+                }
+                self.quick_join(ctx, ruleset, Vec::new(), enc);
+            }
+            _ => self.fail(ctx, ConnError::InvalidJoin, enc),
+        }
+    }
+
+    fn quick_join(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        ruleset: String,
+        exclude: Vec<MatchId>,
+        enc: Encoding,
+    ) {
+        self.joining = true;
+        let engine = self.engine.clone();
+        let asked = ruleset.clone();
+        let fut = async move {
+            engine
+                .quick_join(&asked, exclude.clone())
+                .await
+                .map(|e| (e, exclude))
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok((entry, exclude)) => act.join_entry(ctx, entry, Some((ruleset, exclude)), enc),
+            Err(e) => {
+                act.joining = false;
+                act.fail(ctx, e.into(), enc);
+            }
+        }));
+    }
+
+    /// Asks `entry`'s match for a seat. `quick` carries the quick-join state
+    /// so a match that filled up meanwhile leads to another try.
+    fn join_entry(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        entry: MatchEntry,
+        quick: Option<(String, Vec<MatchId>)>,
+        enc: Encoding,
+    ) {
+        self.joining = true;
+        let join = Join {
+            player_id: self.player_id,
+            conn_id: self.id,
+            conn: ctx.address().recipient(),
+            encoding: enc,
+        };
+        let addr = entry.addr.clone();
+        let match_id = entry.info.id;
+        let fut = async move {
+            addr.send(join)
+                .timeout(std::time::Duration::from_secs(2))
+                .await
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.joining = false;
+            match res {
+                Ok(Ok(ack)) => {
+                    act.seated = Some(Seated {
+                        match_id: ack.match_id,
+                        seat: ack.seat,
+                        addr: entry.addr,
+                    });
+                }
+                Ok(Err(JoinError::Full | JoinError::Closed | JoinError::Ended))
+                    if quick
+                        .as_ref()
+                        .is_some_and(|(_, ex)| ex.len() + 1 < QUICK_JOIN_ATTEMPTS) =>
+                {
+                    if let Some((ruleset, mut exclude)) = quick {
+                        exclude.push(match_id);
+                        act.quick_join(ctx, ruleset, exclude, enc);
+                    }
+                }
+                Ok(Err(e)) => act.fail(ctx, ConnError::Join(e), enc),
+                Err(MailboxError::Timeout) => act.fail(ctx, ConnError::MatchBusy, enc),
+                Err(MailboxError::Closed) => act.fail(ctx, ConnError::MatchNotFound(match_id), enc),
+            }
+        }));
+    }
+
+    fn on_continuation(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        item: actix_http::ws::Item,
+    ) {
+        let (first_text, chunk, last) = match item {
+            actix_http::ws::Item::FirstText(b) => (Some(true), b, false),
+            actix_http::ws::Item::FirstBinary(b) => (Some(false), b, false),
+            actix_http::ws::Item::Continue(b) => (None, b, false),
+            actix_http::ws::Item::Last(b) => (None, b, true),
+        };
+        if let Some(text) = first_text {
+            self.partial = Some(Partial {
+                text,
+                buf: BytesMut::new(),
+            });
+        }
+        let Some(partial) = self.partial.as_mut() else {
+            return self.close(
+                ctx,
+                ws::CloseCode::Protocol,
+                "continuation without a first frame",
+            );
+        };
+        if partial.buf.len() + chunk.len() > self.engine.cfg.max_message_bytes {
+            self.partial = None;
+            return self.close(ctx, ws::CloseCode::Size, "message too large");
+        }
+        partial.buf.extend_from_slice(&chunk);
+        if last {
+            if let Some(p) = self.partial.take() {
+                self.on_frame(ctx, p.buf.freeze(), p.text);
+            }
+        }
+    }
+}
+
+impl Actor for Connection {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.engine.cfg.connection_mailbox);
+        metrics::gauge!(m::CONNECTIONS_OPEN).increment(1.0);
+        log::debug!(conn_id = self.id, player_id = self.player_id; "connection opened");
+        let welcome = ServerMsg::Welcome {
+            player_id: self.player_id,
+            node_id: self.engine.cfg.node_id.clone(),
+            heartbeat_ms: self.engine.cfg.heartbeat_ms,
+        };
+        self.send(ctx, &welcome, self.encoding);
+        let timeout = self.engine.cfg.client_timeout();
+        ctx.run_interval(self.engine.cfg.heartbeat(), move |act, ctx| {
+            if act.last_seen.elapsed() > timeout {
+                metrics::counter!(m::HEARTBEAT_TIMEOUTS).increment(1);
+                log::info!(conn_id = act.id, player_id = act.player_id; "client silent past the timeout; closing");
+                act.close(ctx, ws::CloseCode::Away, "heartbeat timeout");
+            } else {
+                ctx.ping(b"");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        metrics::gauge!(m::CONNECTIONS_OPEN).decrement(1.0);
+        if let Some(s) = self.seated.take() {
+            // Must arrive so the seat is marked disconnected; one per connection.
+            s.addr.do_send(Disconnected {
+                seat: s.seat,
+                conn_id: self.id,
+            });
+        }
+        log::debug!(conn_id = self.id, player_id = self.player_id; "connection closed");
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Connection {
+    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_seen = Instant::now();
+        match item {
+            Ok(ws::Message::Text(t)) => self.on_frame(ctx, t.into_bytes(), true),
+            Ok(ws::Message::Binary(b)) => self.on_frame(ctx, b, false),
+            Ok(ws::Message::Continuation(item)) => self.on_continuation(ctx, item),
+            Ok(ws::Message::Ping(b)) => ctx.pong(&b),
+            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Err(ws::ProtocolError::Overflow) => {
+                metrics::counter!(m::BAD_FRAMES, "code" => "frame_too_large").increment(1);
+                self.close(ctx, ws::CloseCode::Size, "frame too large");
+            }
+            Err(e) => {
+                metrics::counter!(m::BAD_FRAMES, "code" => "protocol_error").increment(1);
+                log::debug!(conn_id = self.id; "websocket protocol error: {e}");
+                self.close(ctx, ws::CloseCode::Protocol, "protocol error");
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<ToConn> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToConn, ctx: &mut Self::Context) {
+        match msg {
+            ToConn::Frame(frame) => self.write(ctx, frame),
+            ToConn::Detached { match_id, frame } => {
+                if self.seated.as_ref().is_some_and(|s| s.match_id == match_id) {
+                    self.seated = None;
+                }
+                if let Some(frame) = frame {
+                    self.write(ctx, frame);
+                }
+            }
+            ToConn::Kicked {
+                match_id,
+                code,
+                message,
+            } => {
+                if self.seated.as_ref().is_some_and(|s| s.match_id == match_id) {
+                    self.seated = None;
+                }
+                let msg = ServerMsg::Error {
+                    code: code.into(),
+                    message,
+                };
+                self.send(ctx, &msg, self.encoding);
+                if code == "slow_consumer" {
+                    self.close(ctx, ws::CloseCode::Policy, "too slow");
+                }
+            }
+        }
+    }
+}

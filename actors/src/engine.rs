@@ -1,0 +1,86 @@
+//! `Engine`: the cheap, cloneable handle the HTTP layer and the connections
+//! use to reach the registry and read the directory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::config::EngineConfig;
+use crate::protocol::MatchId;
+use crate::registry::{
+    CreateMatch, Directory, EngineError, GetStats, MatchEntry, QuickJoin, Registry, RegistryStats,
+};
+use crate::rules::Catalog;
+
+/// How long a caller waits for the registry before answering `engine_unavailable`.
+const REGISTRY_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+pub struct Engine {
+    pub registry: Addr<Registry>,
+    pub directory: Directory,
+    pub catalog: Catalog,
+    pub cfg: Arc<EngineConfig>,
+}
+
+impl Engine {
+    /// Starts the registry (and through it the arbiters and cache shards) on
+    /// the current arbiter. Call from inside a running actix `System`.
+    pub fn start(cfg: EngineConfig, catalog: Catalog) -> Self {
+        let cfg = Arc::new(cfg);
+        let directory = Directory::default();
+        let registry = Registry::new(cfg.clone(), catalog.clone(), directory.clone()).start();
+        Self {
+            registry,
+            directory,
+            catalog,
+            cfg,
+        }
+    }
+
+    /// The directory entry of a live match, read without messaging anyone.
+    pub fn lookup(&self, id: MatchId) -> Option<MatchEntry> {
+        self.directory.get(&id).map(|e| e.value().clone())
+    }
+
+    /// Every live match, ordered by id.
+    pub fn list(&self) -> Vec<MatchEntry> {
+        let mut all: Vec<MatchEntry> = self.directory.iter().map(|e| e.value().clone()).collect();
+        all.sort_by_key(|e| e.info.id);
+        all
+    }
+
+    pub async fn create_match(&self, ruleset: &str) -> Result<MatchEntry, EngineError> {
+        self.registry
+            .send(CreateMatch {
+                ruleset: ruleset.into(),
+            })
+            .timeout(REGISTRY_TIMEOUT)
+            .await
+            .map_err(|_| EngineError::Unavailable)?
+    }
+
+    pub async fn quick_join(
+        &self,
+        ruleset: &str,
+        exclude: Vec<MatchId>,
+    ) -> Result<MatchEntry, EngineError> {
+        self.registry
+            .send(QuickJoin {
+                ruleset: ruleset.into(),
+                exclude,
+            })
+            .timeout(REGISTRY_TIMEOUT)
+            .await
+            .map_err(|_| EngineError::Unavailable)?
+    }
+
+    pub async fn stats(&self) -> Result<RegistryStats, EngineError> {
+        self.registry
+            .send(GetStats)
+            .timeout(REGISTRY_TIMEOUT)
+            .await
+            .map_err(|_| EngineError::Unavailable)
+    }
+}

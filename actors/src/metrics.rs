@@ -1,0 +1,77 @@
+//! Names of the engine's metrics, in one place so the README list and the
+//! code cannot drift apart. The binary installs the recorder.
+
+pub const CONNECTIONS_OPEN: &str = "matchd_connections_open";
+pub const MATCHES_LIVE: &str = "matchd_matches_live";
+pub const MATCHES_CREATED: &str = "matchd_matches_created_total";
+pub const MATCHES_ENDED: &str = "matchd_matches_ended_total";
+pub const MATCH_CRASHES: &str = "matchd_match_crashes_total";
+pub const FRAMES_IN: &str = "matchd_frames_in_total";
+pub const FRAMES_OUT: &str = "matchd_frames_out_total";
+pub const BAD_FRAMES: &str = "matchd_bad_frames_total";
+pub const ACTIONS_ACCEPTED: &str = "matchd_actions_accepted_total";
+pub const ACTIONS_REJECTED: &str = "matchd_actions_rejected_total";
+pub const ACTION_SECONDS: &str = "matchd_action_duration_seconds";
+pub const TICK_SECONDS: &str = "matchd_tick_duration_seconds";
+pub const EVENTS: &str = "matchd_events_total";
+pub const CACHE_HITS: &str = "matchd_validation_cache_hits_total";
+pub const CACHE_MISSES: &str = "matchd_validation_cache_misses_total";
+pub const CACHE_EVICTIONS: &str = "matchd_validation_cache_evictions_total";
+pub const CACHE_ENTRIES: &str = "matchd_validation_cache_entries";
+pub const MAILBOX_FULL: &str = "matchd_mailbox_send_failures_total";
+pub const SLOW_CLIENTS: &str = "matchd_slow_client_disconnects_total";
+pub const HEARTBEAT_TIMEOUTS: &str = "matchd_heartbeat_timeouts_total";
+pub const HTTP_SECONDS: &str = "matchd_http_request_duration_seconds";
+
+/// Registers help texts with whatever recorder is installed.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(CONNECTIONS_OPEN, "WebSocket connections open");
+    describe_gauge!(MATCHES_LIVE, "Live matches by ruleset");
+    describe_counter!(MATCHES_CREATED, "Matches created by ruleset");
+    describe_counter!(MATCHES_ENDED, "Matches ended by ruleset and reason");
+    describe_counter!(
+        MATCH_CRASHES,
+        "Matches ended because their ruleset panicked or their actor died"
+    );
+    describe_counter!(FRAMES_IN, "WebSocket frames received by encoding");
+    describe_counter!(FRAMES_OUT, "WebSocket frames sent by encoding");
+    describe_counter!(BAD_FRAMES, "Client frames answered with an error, by code");
+    describe_counter!(ACTIONS_ACCEPTED, "Actions accepted by ruleset");
+    describe_counter!(ACTIONS_REJECTED, "Actions rejected by ruleset and code");
+    describe_histogram!(
+        ACTION_SECONDS,
+        Unit::Seconds,
+        "Action handling time in the match: receipt to broadcast"
+    );
+    describe_histogram!(
+        TICK_SECONDS,
+        Unit::Seconds,
+        "Duration of one ruleset tick including broadcast"
+    );
+    describe_counter!(EVENTS, "Match events produced by ruleset");
+    describe_counter!(CACHE_HITS, "Validation cache hits");
+    describe_counter!(CACHE_MISSES, "Validation cache misses");
+    describe_counter!(
+        CACHE_EVICTIONS,
+        "Validation cache entries evicted by capacity or TTL"
+    );
+    describe_gauge!(CACHE_ENTRIES, "Validation cache entries by shard");
+    describe_counter!(
+        MAILBOX_FULL,
+        "Mailbox sends that failed, by target and reason"
+    );
+    describe_counter!(
+        SLOW_CLIENTS,
+        "Connections closed because their mailbox overflowed"
+    );
+    describe_counter!(
+        HEARTBEAT_TIMEOUTS,
+        "Connections closed for missing heartbeats"
+    );
+    describe_histogram!(
+        HTTP_SECONDS,
+        Unit::Seconds,
+        "HTTP request duration by route and status"
+    );
+}

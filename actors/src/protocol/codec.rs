@@ -1,0 +1,324 @@
+//! JSON and bincode codecs for the wire enums. The only module that knows how
+//! bytes become messages, so the binary format can be swapped in one place.
+//!
+//! Client bytes are decoded with a byte limit (bincode's default decoder has
+//! none and would allocate whatever a hostile length prefix claims) and a
+//! binary frame must be consumed entirely.
+
+use bincode::config::{Configuration, Limit, LittleEndian, Varint};
+
+use super::{ClientMsg, ServerMsg};
+
+/// Upper bound on what one decoded binary message may claim to allocate.
+pub const BINCODE_LIMIT: usize = 256 * 1024;
+
+type Limited = Configuration<LittleEndian, Varint, Limit<BINCODE_LIMIT>>;
+
+fn config() -> Limited {
+    bincode::config::standard().with_limit::<BINCODE_LIMIT>()
+}
+
+/// How a connection's frames are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    Json,
+    Bincode,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Json => "json",
+            Encoding::Bincode => "bincode",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "json" => Some(Encoding::Json),
+            "bincode" | "binary" => Some(Encoding::Bincode),
+            _ => None,
+        }
+    }
+}
+
+/// Why a client frame could not be decoded. `code()` is the stable string
+/// sent back in the `error` frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("frame is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("message has no \"type\" field")]
+    MissingType,
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
+    #[error("binary frame is not a valid bincode message: {0}")]
+    MalformedBinary(String),
+    #[error("binary frame has {0} trailing bytes after the message")]
+    TrailingBytes(usize),
+}
+
+impl DecodeError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            DecodeError::MalformedJson(_) => "malformed_json",
+            DecodeError::MissingType => "missing_type",
+            DecodeError::UnknownType(_) => "unknown_type",
+            DecodeError::InvalidMessage(_) => "invalid_message",
+            DecodeError::MalformedBinary(_) | DecodeError::TrailingBytes(_) => "malformed_binary",
+        }
+    }
+}
+
+const CLIENT_TYPES: &[&str] = &["join", "action", "query", "leave", "ping"];
+
+/// Decodes a text frame.
+pub fn decode_json(text: &str) -> Result<ClientMsg, DecodeError> {
+    match serde_json::from_str::<ClientMsg>(text) {
+        Ok(msg) => Ok(msg),
+        Err(e) if e.is_syntax() || e.is_eof() => Err(DecodeError::MalformedJson(e.to_string())),
+        // Cold path: look again to tell the client precisely what is wrong.
+        Err(e) => Err(classify_json_error(text, e)),
+    }
+}
+
+fn classify_json_error(text: &str, err: serde_json::Error) -> DecodeError {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+        return DecodeError::MalformedJson(err.to_string());
+    };
+    let Some(obj) = value.as_object() else {
+        return DecodeError::InvalidMessage("a message must be a JSON object".into());
+    };
+    match obj.get("type") {
+        None => DecodeError::MissingType,
+        Some(serde_json::Value::String(t)) if !CLIENT_TYPES.contains(&t.as_str()) => {
+            DecodeError::UnknownType(t.clone())
+        }
+        Some(serde_json::Value::String(_)) => DecodeError::InvalidMessage(err.to_string()),
+        Some(_) => DecodeError::InvalidMessage("\"type\" must be a string".into()),
+    }
+}
+
+/// Decodes a binary frame.
+pub fn decode_bincode(bytes: &[u8]) -> Result<ClientMsg, DecodeError> {
+    let (msg, used) = bincode::decode_from_slice::<ClientMsg, _>(bytes, config())
+        .map_err(|e| DecodeError::MalformedBinary(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(DecodeError::TrailingBytes(bytes.len() - used));
+    }
+    Ok(msg)
+}
+
+/// Encodes a server message as JSON text.
+pub fn encode_json(msg: &ServerMsg) -> String {
+    // Serializing these plain data types cannot fail: no maps with non-string
+    // keys, no custom Serialize impls.
+    serde_json::to_string(msg).unwrap_or_else(|e| {
+        log::error!("json encode failed: {e}");
+        String::from(r#"{"type":"error","code":"internal","message":"encode failed"}"#)
+    })
+}
+
+/// Encodes a server message with bincode.
+pub fn encode_bincode(msg: &ServerMsg) -> Vec<u8> {
+    bincode::encode_to_vec(msg, config()).unwrap_or_else(|e| {
+        log::error!("bincode encode failed: {e}");
+        Vec::new()
+    })
+}
+
+/// One encoded server frame, cheap to clone: every recipient of an event
+/// shares the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Out {
+    Text(bytestring::ByteString),
+    Binary(bytes::Bytes),
+}
+
+impl Out {
+    pub fn len(&self) -> usize {
+        match self {
+            Out::Text(t) => t.len(),
+            Out::Binary(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Encodes a server message for a connection using `encoding`.
+pub fn encode(msg: &ServerMsg, encoding: Encoding) -> Out {
+    match encoding {
+        Encoding::Json => Out::Text(encode_json(msg).into()),
+        Encoding::Bincode => Out::Binary(encode_bincode(msg).into()),
+    }
+}
+
+/// Encodes `msg` at most once per encoding, on first use.
+pub struct EncodeOnce<'a> {
+    msg: &'a ServerMsg,
+    json: Option<Out>,
+    bin: Option<Out>,
+}
+
+impl<'a> EncodeOnce<'a> {
+    pub fn new(msg: &'a ServerMsg) -> Self {
+        Self {
+            msg,
+            json: None,
+            bin: None,
+        }
+    }
+
+    pub fn get(&mut self, encoding: Encoding) -> Out {
+        let slot = match encoding {
+            Encoding::Json => &mut self.json,
+            Encoding::Bincode => &mut self.bin,
+        };
+        slot.get_or_insert_with(|| encode(self.msg, encoding))
+            .clone()
+    }
+}
+
+/// Client-side helpers (used by tests and the load generator).
+pub fn encode_client_bincode(msg: &ClientMsg) -> Vec<u8> {
+    bincode::encode_to_vec(msg, config()).unwrap_or_default()
+}
+
+pub fn encode_client_json(msg: &ClientMsg) -> String {
+    serde_json::to_string(msg).unwrap_or_default()
+}
+
+pub fn decode_server_json(text: &str) -> Result<ServerMsg, DecodeError> {
+    serde_json::from_str(text).map_err(|e| DecodeError::InvalidMessage(e.to_string()))
+}
+
+pub fn decode_server_bincode(bytes: &[u8]) -> Result<ServerMsg, DecodeError> {
+    let (msg, used) = bincode::decode_from_slice::<ServerMsg, _>(bytes, config())
+        .map_err(|e| DecodeError::MalformedBinary(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(DecodeError::TrailingBytes(bytes.len() - used));
+    }
+    Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Action;
+
+    fn check(text: &str, expected: Result<ClientMsg, &str>) {
+        let got = decode_json(text);
+        match (got, expected) {
+            (Ok(m), Ok(e)) => assert_eq!(m, e, "{text}"),
+            (Err(err), Err(code)) => assert_eq!(err.code(), code, "{text}: {err}"),
+            (got, exp) => panic!("{text}: got {got:?}, expected {exp:?}"),
+        }
+    }
+
+    #[test]
+    fn json_decoding_table() {
+        check(
+            r#"{"type":"join","match_id":7}"#,
+            Ok(ClientMsg::Join {
+                match_id: Some(7),
+                ruleset: None,
+            }),
+        );
+        check(
+            r#"{"type":"join","ruleset":"sandbox"}"#,
+            Ok(ClientMsg::Join {
+                match_id: None,
+                ruleset: Some("sandbox".into()),
+            }),
+        );
+        check(
+            r#"{"type":"action","client_seq":3,"action":{"kind":"mark","x":1,"y":2}}"#,
+            Ok(ClientMsg::Action {
+                client_seq: 3,
+                action: Action::Mark { x: 1, y: 2 },
+            }),
+        );
+        check(r#"{"type":"leave"}"#, Ok(ClientMsg::Leave));
+        check(
+            r#"{"type":"ping","nonce":9,"extra":true}"#,
+            Ok(ClientMsg::Ping { nonce: 9 }),
+        );
+        check("{not json", Err("malformed_json"));
+        check("", Err("malformed_json"));
+        check("[1,2]", Err("invalid_message"));
+        check(r#"{"nonce":1}"#, Err("missing_type"));
+        check(r#"{"type":"dance"}"#, Err("unknown_type"));
+        check(r#"{"type":7}"#, Err("invalid_message"));
+        check(r#"{"type":"ping"}"#, Err("invalid_message"));
+        check(
+            r#"{"type":"action","client_seq":1,"action":{"kind":"fly"}}"#,
+            Err("invalid_message"),
+        );
+        check(
+            r#"{"type":"action","client_seq":-1,"action":{"kind":"ready"}}"#,
+            Err("invalid_message"),
+        );
+    }
+
+    #[test]
+    fn bincode_round_trip_and_garbage() {
+        let msg = ClientMsg::Action {
+            client_seq: 42,
+            action: Action::Place {
+                card: 3,
+                x: 1,
+                y: 0,
+            },
+        };
+        let bytes = encode_client_bincode(&msg);
+        assert_eq!(decode_bincode(&bytes), Ok(msg));
+
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert_eq!(
+            decode_bincode(&trailing).map_err(|e| e.code()),
+            Err("malformed_binary")
+        );
+        assert_eq!(
+            decode_bincode(&[0xff; 5]).map_err(|e| e.code()),
+            Err("malformed_binary")
+        );
+        assert_eq!(
+            decode_bincode(&[]).map_err(|e| e.code()),
+            Err("malformed_binary")
+        );
+    }
+
+    #[test]
+    fn hostile_length_prefix_is_refused_without_allocating() {
+        // Variant 0 (join), Some(match_id) absent, Some(ruleset) with a length
+        // prefix of u64::MAX (varint 0xff + 8 bytes).
+        let mut bytes = vec![0u8, 0u8, 1u8, 0xff];
+        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(
+            decode_bincode(&bytes).map_err(|e| e.code()),
+            Err("malformed_binary")
+        );
+    }
+
+    #[test]
+    fn server_messages_round_trip_in_both_encodings() {
+        let msg = ServerMsg::Event {
+            match_id: 5,
+            seq: 10,
+            seat: Some(1),
+            event: crate::protocol::Event::Marked {
+                x: 1,
+                y: 2,
+                count: 3,
+            },
+        };
+        assert_eq!(decode_server_json(&encode_json(&msg)), Ok(msg.clone()));
+        assert_eq!(decode_server_bincode(&encode_bincode(&msg)), Ok(msg));
+    }
+}

@@ -1,0 +1,343 @@
+//! `Registry`: one per node, the root of the supervision tree.
+//!
+//! It starts one Arbiter per core with one `ValidationCache` shard each,
+//! creates matches and spreads them over those Arbiters, keeps the directory
+//! `match_id -> address` in a `DashMap` that any thread reads without queueing
+//! behind this mailbox, runs quick-join matchmaking, removes stopped matches,
+//! and notices match actors that died without stopping (a panic outside the
+//! guarded ruleset calls), counting them as crashes.
+//!
+//! It must never do per-action work: actions go straight from a connection
+//! to its match.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+use dashmap::DashMap;
+
+use crate::config::EngineConfig;
+use crate::match_session::{MatchSession, MatchSpec};
+use crate::metrics as m;
+use crate::protocol::MatchId;
+use crate::rules::Catalog;
+use crate::validation_cache::{CacheStats, GetCacheStats, ValidationCache};
+
+/// What every thread may read about a match without messaging it.
+#[derive(Debug)]
+pub struct MatchInfo {
+    pub id: MatchId,
+    pub ruleset: &'static str,
+    pub max_seats: u8,
+    pub occupied: AtomicU8,
+    pub connected: AtomicU8,
+    pub joinable: AtomicBool,
+    pub created_at: SystemTime,
+    pub arbiter: usize,
+}
+
+/// A directory entry: the match's address and its shared info.
+#[derive(Clone)]
+pub struct MatchEntry {
+    pub addr: Addr<MatchSession>,
+    pub info: Arc<MatchInfo>,
+}
+
+/// `match_id -> entry`, readable from any thread. Never hold a `Ref` into it
+/// across another call on the map (dashmap may deadlock): clone out.
+pub type Directory = Arc<DashMap<MatchId, MatchEntry>>;
+
+/// Errors of the engine layer, each with a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("unknown ruleset {0:?}")]
+    UnknownRuleset(String),
+    #[error("this node hosts its maximum of {0} matches")]
+    TooManyMatches(usize),
+    #[error("the engine is not answering")]
+    Unavailable,
+}
+
+impl EngineError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::UnknownRuleset(_) => "unknown_ruleset",
+            EngineError::TooManyMatches(_) => "too_many_matches",
+            EngineError::Unavailable => "engine_unavailable",
+        }
+    }
+}
+
+/// Create a match of `ruleset`.
+#[derive(Message)]
+#[rtype(result = "Result<MatchEntry, EngineError>")]
+pub struct CreateMatch {
+    pub ruleset: String,
+}
+
+/// Find an open match of `ruleset` (not in `exclude`), or create one.
+#[derive(Message)]
+#[rtype(result = "Result<MatchEntry, EngineError>")]
+pub struct QuickJoin {
+    pub ruleset: String,
+    pub exclude: Vec<MatchId>,
+}
+
+/// A match actor stopped; sent from its `stopped()`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MatchStopped {
+    pub id: MatchId,
+}
+
+/// Counts for `/ready` and the metrics.
+#[derive(Message)]
+#[rtype(result = "RegistryStats")]
+pub struct GetStats;
+
+#[derive(Debug, Clone, Default)]
+pub struct RegistryStats {
+    pub matches_by_ruleset: BTreeMap<String, usize>,
+    pub arbiters: usize,
+    pub cache: Vec<CacheStats>,
+}
+
+pub struct Registry {
+    cfg: Arc<EngineConfig>,
+    catalog: Catalog,
+    directory: Directory,
+    arbiters: Vec<Arbiter>,
+    caches: Vec<Addr<ValidationCache>>,
+    next_arbiter: usize,
+}
+
+impl Registry {
+    pub fn new(cfg: Arc<EngineConfig>, catalog: Catalog, directory: Directory) -> Self {
+        Self {
+            cfg,
+            catalog,
+            directory,
+            arbiters: Vec::new(),
+            caches: Vec::new(),
+            next_arbiter: 0,
+        }
+    }
+
+    fn create(
+        &mut self,
+        ruleset_name: &str,
+        ctx: &mut Context<Self>,
+    ) -> Result<MatchEntry, EngineError> {
+        let ruleset = self
+            .catalog
+            .get(ruleset_name)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownRuleset(ruleset_name.into()))?;
+        if self.directory.len() >= self.cfg.max_matches {
+            return Err(EngineError::TooManyMatches(self.cfg.max_matches));
+        }
+        let id = loop {
+            let id = random_id();
+            if !self.directory.contains_key(&id) {
+                break id;
+            }
+        };
+        let arbiter = self.next_arbiter % self.arbiters.len().max(1);
+        self.next_arbiter = self.next_arbiter.wrapping_add(1);
+        let info = Arc::new(MatchInfo {
+            id,
+            ruleset: ruleset.name(),
+            max_seats: ruleset.max_seats(),
+            occupied: AtomicU8::new(0),
+            connected: AtomicU8::new(0),
+            joinable: AtomicBool::new(true),
+            created_at: SystemTime::now(),
+            arbiter,
+        });
+        let spec = MatchSpec {
+            id,
+            ruleset,
+            seed: random_u64(),
+            info: info.clone(),
+            cfg: self.cfg.clone(),
+            registry: ctx.address().recipient(),
+        };
+        let addr = match self.arbiters.get(arbiter) {
+            Some(arb) => {
+                MatchSession::start_in_arbiter(&arb.handle(), move |_| MatchSession::new(spec))
+            }
+            None => MatchSession::new(spec).start(),
+        };
+        let entry = MatchEntry { addr, info };
+        self.directory.insert(id, entry.clone());
+        metrics::counter!(m::MATCHES_CREATED, "ruleset" => entry.info.ruleset).increment(1);
+        self.publish_counts();
+        log::info!(match_id = id, ruleset = entry.info.ruleset, arbiter = arbiter; "match created");
+        Ok(entry)
+    }
+
+    fn publish_counts(&self) {
+        let mut by_ruleset: BTreeMap<&'static str, usize> =
+            self.catalog.names().map(|n| (n, 0)).collect();
+        for e in self.directory.iter() {
+            *by_ruleset.entry(e.info.ruleset).or_default() += 1;
+        }
+        for (ruleset, n) in by_ruleset {
+            metrics::gauge!(m::MATCHES_LIVE, "ruleset" => ruleset).set(n as f64);
+        }
+    }
+
+    /// Removes entries whose actor is gone without having said so.
+    fn sweep_dead(&mut self) {
+        let dead: Vec<MatchEntry> = self
+            .directory
+            .iter()
+            .filter(|e| !e.addr.connected())
+            .map(|e| e.value().clone())
+            .collect();
+        for e in &dead {
+            self.directory.remove(&e.info.id);
+            log::error!(match_id = e.info.id, ruleset = e.info.ruleset; "match actor died without stopping; removed");
+            metrics::counter!(m::MATCH_CRASHES, "ruleset" => e.info.ruleset).increment(1);
+        }
+        if !dead.is_empty() {
+            self.publish_counts();
+        }
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        let n = self.cfg.arbiter_count();
+        for shard in 0..n {
+            let arb = Arbiter::new();
+            let (cap, ttl) = (
+                self.cfg.cache_capacity,
+                Duration::from_millis(self.cfg.cache_ttl_ms),
+            );
+            let cache = Supervisor::start_in_arbiter(&arb.handle(), move |_| {
+                ValidationCache::new_on_this_thread(shard, cap, ttl)
+            });
+            self.caches.push(cache);
+            self.arbiters.push(arb);
+        }
+        ctx.run_interval(Duration::from_secs(1), |act, _| act.sweep_dead());
+        self.publish_counts();
+        log::info!(node_id = self.cfg.node_id.as_str(), arbiters = n; "registry started");
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        for arb in &self.arbiters {
+            arb.stop();
+        }
+    }
+}
+
+impl Handler<CreateMatch> for Registry {
+    type Result = Result<MatchEntry, EngineError>;
+
+    fn handle(&mut self, msg: CreateMatch, ctx: &mut Self::Context) -> Self::Result {
+        self.create(&msg.ruleset, ctx)
+    }
+}
+
+impl Handler<QuickJoin> for Registry {
+    type Result = Result<MatchEntry, EngineError>;
+
+    fn handle(&mut self, msg: QuickJoin, ctx: &mut Self::Context) -> Self::Result {
+        if self.catalog.get(&msg.ruleset).is_none() {
+            return Err(EngineError::UnknownRuleset(msg.ruleset));
+        }
+        // Fill the fullest open match first so rooms start quickly. A match
+        // may fill up between this check and the join; the connection then
+        // asks again with that match excluded.
+        let best = self
+            .directory
+            .iter()
+            .filter(|e| {
+                let i = &e.info;
+                i.ruleset == msg.ruleset
+                    && i.joinable.load(Ordering::Relaxed)
+                    && i.occupied.load(Ordering::Relaxed) < i.max_seats
+                    && !msg.exclude.contains(&i.id)
+                    && e.addr.connected()
+            })
+            .max_by_key(|e| {
+                (
+                    e.info.occupied.load(Ordering::Relaxed),
+                    std::cmp::Reverse(e.info.created_at),
+                )
+            })
+            .map(|e| e.value().clone());
+        match best {
+            Some(entry) => Ok(entry),
+            None => self.create(&msg.ruleset, ctx),
+        }
+    }
+}
+
+impl Handler<MatchStopped> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: MatchStopped, _: &mut Self::Context) {
+        if self.directory.remove(&msg.id).is_some() {
+            self.publish_counts();
+        }
+    }
+}
+
+impl Handler<GetStats> for Registry {
+    type Result = ResponseFuture<RegistryStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        let mut matches_by_ruleset: BTreeMap<String, usize> =
+            self.catalog.names().map(|n| (n.to_string(), 0)).collect();
+        for e in self.directory.iter() {
+            *matches_by_ruleset
+                .entry(e.info.ruleset.to_string())
+                .or_default() += 1;
+        }
+        let caches = self.caches.clone();
+        let arbiters = self.arbiters.len();
+        Box::pin(async move {
+            let mut cache = Vec::with_capacity(caches.len());
+            for c in caches {
+                let stats = c
+                    .send(GetCacheStats)
+                    .timeout(Duration::from_secs(1))
+                    .await
+                    .unwrap_or_default();
+                cache.push(stats);
+            }
+            RegistryStats {
+                matches_by_ruleset,
+                arbiters,
+                cache,
+            }
+        })
+    }
+}
+
+/// A random id in 1..2^53, exact in every JSON implementation.
+pub fn random_id() -> u64 {
+    (random_u64() & ((1 << 53) - 1)).max(1)
+}
+
+/// 64 random bits from the operating system.
+pub fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    if getrandom::fill(&mut buf).is_err() {
+        // The OS source failing is not something a caller can act on; fall
+        // back to the clock so ids stay distinct.
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        return nanos ^ 0x9e37_79b9_7f4a_7c15;
+    }
+    u64::from_le_bytes(buf)
+}

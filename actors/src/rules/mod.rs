@@ -1,0 +1,141 @@
+//! Rulesets: pure game logic.
+//!
+//! Architecture invariant: a ruleset is a plain state machine. It gets a
+//! state, an action (or a tick) and returns events or a rejection. It never
+//! touches a socket, a database, a clock or a random source other than the
+//! seed it was created with, so a match can be replayed, snapshotted and
+//! property-tested. The actors own the state and do all I/O.
+//!
+//! Adding a ruleset means writing a type that implements [`Ruleset`] and
+//! registering it in a [`Catalog`]; no actor changes.
+
+pub mod sandbox;
+pub mod tactics;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::protocol::{Action, Event, MatchResult, Query, Reply, Seat, SeatView, State};
+
+/// Why an action or query was refused. `code` is a stable snake_case string
+/// that clients can match on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What an accepted action or a tick produced.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outcome {
+    /// Events in the order they happened.
+    pub events: Vec<Event>,
+    /// Set when the game is over; no action is accepted afterwards.
+    pub ended: Option<MatchResult>,
+}
+
+impl Outcome {
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn event(event: Event) -> Self {
+        Self {
+            events: vec![event],
+            ended: None,
+        }
+    }
+}
+
+/// A kind of game. Shared by every match of that kind.
+pub trait Ruleset: Send + Sync + 'static {
+    /// Stable name used in `join` and `POST /v1/matches`.
+    fn name(&self) -> &'static str;
+    /// Largest number of seats.
+    fn max_seats(&self) -> u8;
+    /// Interval of the tick timer while [`Game::wants_tick`] is true.
+    fn tick_ms(&self) -> Option<u64>;
+    /// A new game, deterministic for a given seed.
+    fn new_game(&self, seed: u64) -> Box<dyn Game>;
+}
+
+/// The state of one game. Methods must not panic on any input; the match
+/// actor still guards every call and ends the match cleanly if one does.
+pub trait Game: Send {
+    /// A seat was taken for the first time. May start the game.
+    fn seat_joined(&mut self, seat: Seat) -> Outcome;
+    /// A seat was given up for good (leave, or a disconnect past its grace).
+    fn seat_left(&mut self, seat: Seat) -> Outcome;
+    /// Whether a new player may take a seat now (e.g. not after a game started).
+    fn accepts_players(&self) -> bool;
+    /// Validates and applies one action of `seat`.
+    fn apply(&mut self, seat: Seat, action: &Action) -> Result<Outcome, Rejection>;
+    /// One tick of the ruleset's clock.
+    fn tick(&mut self) -> Outcome;
+    /// Whether the tick timer should run now.
+    fn wants_tick(&self) -> bool;
+    /// Answers a read-only query for `seat`.
+    fn query(&self, seat: Seat, query: &Query) -> Result<Reply, Rejection>;
+    /// Whether the answer to `query` may be memoized for the current
+    /// [`Game::version`] (it depends on nothing but the state and the seat).
+    fn cacheable(&self, query: &Query) -> bool;
+    /// Grows on every state change, so memoized answers keyed by it can never go stale.
+    fn version(&self) -> u64;
+    /// The state as `seat` sees it (`None`: a neutral view). `seats` is the
+    /// engine's membership list, included in the view.
+    fn view(&self, seat: Option<Seat>, seats: Vec<SeatView>) -> State;
+}
+
+/// The rulesets a node can run, by name.
+#[derive(Clone, Default)]
+pub struct Catalog {
+    rulesets: BTreeMap<&'static str, Arc<dyn Ruleset>>,
+}
+
+impl Catalog {
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// The rulesets that ship with matchd: `sandbox` and `tactics`.
+    pub fn builtin() -> Self {
+        Self::empty()
+            .with(sandbox::Sandbox)
+            .with(tactics::Tactics::default())
+    }
+
+    pub fn with(mut self, ruleset: impl Ruleset) -> Self {
+        self.rulesets.insert(ruleset.name(), Arc::new(ruleset));
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Ruleset>> {
+        self.rulesets.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.rulesets.keys().copied()
+    }
+}
+
+/// Rejection for an action kind this ruleset does not have.
+pub(crate) fn unknown_action(ruleset: &str, action: &Action) -> Rejection {
+    Rejection::new(
+        "unknown_action",
+        format!("{ruleset} has no action {action:?}"),
+    )
+}
+
+/// Rejection for a query kind this ruleset does not have.
+pub(crate) fn unknown_query(ruleset: &str, query: &Query) -> Rejection {
+    Rejection::new("unknown_query", format!("{ruleset} has no query {query:?}"))
+}

@@ -1,0 +1,325 @@
+//! Typed configuration from `MATCHD_*` environment variables.
+//!
+//! Every setting is listed once in [`SETTINGS`], which drives parsing, the
+//! defaults, `matchd --help` and the README table.
+
+use std::collections::HashMap;
+
+use matchd_actors::EngineConfig;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP/WebSocket listener binds.
+    pub bind: String,
+    /// HTTP worker threads (each an actix Arbiter); 0 means one per core.
+    pub workers: usize,
+    /// Connections each HTTP worker accepts at most.
+    pub max_connections_per_worker: usize,
+    /// Anonymous sessions kept at most.
+    pub max_sessions: usize,
+    pub log_format: LogFormat,
+    pub engine: EngineConfig,
+}
+
+/// One setting: variable, default, meaning.
+pub struct Setting {
+    pub var: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        var: "MATCHD_BIND",
+        default: "127.0.0.1:8080",
+        help: "HTTP and WebSocket listen address",
+    },
+    Setting {
+        var: "MATCHD_NODE_ID",
+        default: "(random node-xxxxxx)",
+        help: "name of this node, sent in `welcome`",
+    },
+    Setting {
+        var: "MATCHD_WORKERS",
+        default: "0",
+        help: "HTTP worker threads; 0 = one per core",
+    },
+    Setting {
+        var: "MATCHD_ARBITERS",
+        default: "0",
+        help: "match arbiter threads (one validation-cache shard each); 0 = one per core",
+    },
+    Setting {
+        var: "MATCHD_MAX_CONNECTIONS_PER_WORKER",
+        default: "100000",
+        help: "connections one HTTP worker accepts (actix-server's default is 25,600)",
+    },
+    Setting {
+        var: "MATCHD_HEARTBEAT_MS",
+        default: "1000",
+        help: "interval of server WebSocket pings",
+    },
+    Setting {
+        var: "MATCHD_CLIENT_TIMEOUT_MS",
+        default: "5000",
+        help: "a client silent this long is disconnected",
+    },
+    Setting {
+        var: "MATCHD_MAX_FRAME_BYTES",
+        default: "65536",
+        help: "largest WebSocket frame; larger closes with 1009",
+    },
+    Setting {
+        var: "MATCHD_MAX_MESSAGE_BYTES",
+        default: "65536",
+        help: "largest message reassembled from continuation frames; larger closes with 1009",
+    },
+    Setting {
+        var: "MATCHD_MATCH_MAILBOX",
+        default: "1024",
+        help: "mailbox capacity of a match; when full, actions are rejected with `busy`",
+    },
+    Setting {
+        var: "MATCHD_CONNECTION_MAILBOX",
+        default: "1024",
+        help: "mailbox capacity of a connection; a client that overflows it is disconnected",
+    },
+    Setting {
+        var: "MATCHD_RING_BUFFER",
+        default: "1024",
+        help: "events each match keeps for resume",
+    },
+    Setting {
+        var: "MATCHD_EMPTY_MATCH_TIMEOUT_MS",
+        default: "30000",
+        help: "a match with nobody connected this long ends as `abandoned`",
+    },
+    Setting {
+        var: "MATCHD_SEAT_GRACE_MS",
+        default: "30000",
+        help: "a disconnected seat is held this long before it is given up",
+    },
+    Setting {
+        var: "MATCHD_CACHE_CAPACITY",
+        default: "65536",
+        help: "entries per validation-cache shard",
+    },
+    Setting {
+        var: "MATCHD_CACHE_TTL_MS",
+        default: "60000",
+        help: "lifetime of a validation-cache entry",
+    },
+    Setting {
+        var: "MATCHD_MAX_MATCHES",
+        default: "100000",
+        help: "live matches this node hosts at most",
+    },
+    Setting {
+        var: "MATCHD_MAX_SESSIONS",
+        default: "1000000",
+        help: "anonymous sessions kept at most",
+    },
+    Setting {
+        var: "MATCHD_LOG_FORMAT",
+        default: "text",
+        help: "`text` for people, `json` for one JSON object per line",
+    },
+    Setting {
+        var: "RUST_LOG",
+        default: "info",
+        help: "log filter (env_logger syntax)",
+    },
+];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{var}={value:?} is not a valid {expected}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    /// Reads settings from `vars`; unset ones take their default.
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let d = EngineConfig::default();
+        let get = |var: &'static str| {
+            vars.get(var)
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let num = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => v.parse().map_err(|_| ConfigError::Invalid {
+                    var,
+                    value: v,
+                    expected: "non-negative integer",
+                }),
+            }
+        };
+        let size = |var: &'static str, default: usize| num(var, default as u64).map(|n| n as usize);
+
+        let log_format = match get("MATCHD_LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "MATCHD_LOG_FORMAT",
+                    value: other.into(),
+                    expected: "log format (text or json)",
+                })
+            }
+        };
+        let node_id = get("MATCHD_NODE_ID").unwrap_or_else(|| {
+            format!(
+                "node-{:06x}",
+                matchd_actors::registry::random_u64() & 0xff_ffff
+            )
+        });
+        let engine = EngineConfig {
+            node_id,
+            arbiters: size("MATCHD_ARBITERS", d.arbiters)?,
+            heartbeat_ms: num("MATCHD_HEARTBEAT_MS", d.heartbeat_ms)?,
+            client_timeout_ms: num("MATCHD_CLIENT_TIMEOUT_MS", d.client_timeout_ms)?,
+            max_frame_bytes: size("MATCHD_MAX_FRAME_BYTES", d.max_frame_bytes)?,
+            max_message_bytes: size("MATCHD_MAX_MESSAGE_BYTES", d.max_message_bytes)?,
+            match_mailbox: size("MATCHD_MATCH_MAILBOX", d.match_mailbox)?,
+            connection_mailbox: size("MATCHD_CONNECTION_MAILBOX", d.connection_mailbox)?,
+            ring_buffer: size("MATCHD_RING_BUFFER", d.ring_buffer)?,
+            empty_match_timeout_ms: num("MATCHD_EMPTY_MATCH_TIMEOUT_MS", d.empty_match_timeout_ms)?,
+            seat_grace_ms: num("MATCHD_SEAT_GRACE_MS", d.seat_grace_ms)?,
+            cache_capacity: size("MATCHD_CACHE_CAPACITY", d.cache_capacity)?,
+            cache_ttl_ms: num("MATCHD_CACHE_TTL_MS", d.cache_ttl_ms)?,
+            max_matches: size("MATCHD_MAX_MATCHES", d.max_matches)?,
+        };
+        let config = Config {
+            bind: get("MATCHD_BIND").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            workers: size("MATCHD_WORKERS", 0)?,
+            max_connections_per_worker: size("MATCHD_MAX_CONNECTIONS_PER_WORKER", 100_000)?,
+            max_sessions: size("MATCHD_MAX_SESSIONS", 1_000_000)?,
+            log_format,
+            engine,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let e = &self.engine;
+        let positive = [
+            ("MATCHD_HEARTBEAT_MS", e.heartbeat_ms as usize),
+            ("MATCHD_CLIENT_TIMEOUT_MS", e.client_timeout_ms as usize),
+            ("MATCHD_MAX_FRAME_BYTES", e.max_frame_bytes),
+            ("MATCHD_MAX_MESSAGE_BYTES", e.max_message_bytes),
+            ("MATCHD_MATCH_MAILBOX", e.match_mailbox),
+            ("MATCHD_CONNECTION_MAILBOX", e.connection_mailbox),
+            ("MATCHD_RING_BUFFER", e.ring_buffer),
+            ("MATCHD_CACHE_CAPACITY", e.cache_capacity),
+            ("MATCHD_CACHE_TTL_MS", e.cache_ttl_ms as usize),
+            ("MATCHD_MAX_MATCHES", e.max_matches),
+            ("MATCHD_MAX_SESSIONS", self.max_sessions),
+            (
+                "MATCHD_MAX_CONNECTIONS_PER_WORKER",
+                self.max_connections_per_worker,
+            ),
+        ];
+        for (var, v) in positive {
+            if v == 0 {
+                return Err(ConfigError::Inconsistent(format!(
+                    "{var} must be greater than 0"
+                )));
+            }
+        }
+        if e.heartbeat_ms >= e.client_timeout_ms {
+            return Err(ConfigError::Inconsistent(format!(
+                "MATCHD_HEARTBEAT_MS ({}) must be below MATCHD_CLIENT_TIMEOUT_MS ({})",
+                e.heartbeat_ms, e.client_timeout_ms
+            )));
+        }
+        if self.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                var: "MATCHD_BIND",
+                value: self.bind.clone(),
+                expected: "socket address (host:port)",
+            });
+        }
+        Ok(())
+    }
+
+    /// The `--help` text.
+    pub fn help() -> String {
+        let mut out = String::from(
+            "matchd: actor-based realtime match server\n\n\
+             USAGE: matchd [--help | --version]\n\n\
+             Configuration comes from environment variables:\n\n",
+        );
+        for s in SETTINGS {
+            out.push_str(&format!(
+                "  {:<36} default {:<24} {}\n",
+                s.var, s.default, s.help
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_map(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = with(&[]).expect("defaults");
+        assert_eq!(c.bind, "127.0.0.1:8080");
+        assert_eq!(c.engine.heartbeat_ms, 1000);
+        assert_eq!(c.engine.client_timeout_ms, 5000);
+        assert_eq!(c.engine.max_frame_bytes, 65536);
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = with(&[("MATCHD_HEARTBEAT_MS", "soon")]).unwrap_err();
+        assert!(err.to_string().contains("MATCHD_HEARTBEAT_MS"), "{err}");
+        let err = with(&[("MATCHD_HEARTBEAT_MS", "6000")]).unwrap_err();
+        assert!(matches!(err, ConfigError::Inconsistent(_)), "{err}");
+        assert!(with(&[("MATCHD_BIND", "nowhere")]).is_err());
+        assert!(with(&[("MATCHD_LOG_FORMAT", "xml")]).is_err());
+        assert!(with(&[("MATCHD_RING_BUFFER", "0")]).is_err());
+    }
+
+    #[test]
+    fn every_setting_is_in_help() {
+        let help = Config::help();
+        for s in SETTINGS {
+            assert!(help.contains(s.var));
+        }
+    }
+}

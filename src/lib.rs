@@ -1,0 +1,8 @@
+//! The matchd server: configuration, HTTP routes, WebSocket upgrade, metrics
+//! exporter, start-up. The engine itself lives in the `matchd-actors` crate.
+
+pub mod config;
+pub mod routes;
+pub mod sessions;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,127 @@
+use matchd_actors::protocol::codec::Encoding;
+
+use crate::support::spawn_app;
+
+#[actix_rt::test]
+async fn sessions_matches_and_errors_over_http() {
+    let app = spawn_app();
+
+    let a = app.new_session().await;
+    let b = app.new_session().await;
+    assert_eq!(a.token.len(), 32);
+    assert_ne!(a.token, b.token);
+    assert_ne!(a.player_id, b.player_id);
+
+    let id = app.create_match("sandbox").await;
+    let (status, body) = app.get_json(&format!("/v1/matches/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ruleset"], "sandbox");
+    assert_eq!(body["max_seats"], 8);
+    assert_eq!(body["node_id"], "test-node");
+
+    let (status, body) = app.get_json("/v1/matches").await;
+    assert_eq!(status, 200);
+    assert!(body["matches"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|m| m["match_id"] == id));
+
+    let checks: &[(&str, u16, &str)] = &[
+        ("/v1/matches/12345", 404, "match_not_found"),
+        ("/v1/matches/abc", 400, "invalid_match_id"),
+        ("/nowhere", 404, "not_found"),
+        ("/v1/sessions", 405, "method_not_allowed"),
+        ("/v1/ws", 401, "unauthorized"),
+        ("/v1/ws?token=forged", 401, "unauthorized"),
+    ];
+    for (path, want_status, want_code) in checks {
+        let (status, body) = app.get_json(path).await;
+        assert_eq!(status, *want_status, "{path}: {body}");
+        assert_eq!(body["error"]["code"], *want_code, "{path}: {body}");
+        assert!(body["error"]["message"].is_string(), "{path}: {body}");
+    }
+
+    let (status, body) = app
+        .post_json("/v1/matches", serde_json::json!({"ruleset": "chess"}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("unknown_ruleset")),
+        "{body}"
+    );
+    let (status, body) = app
+        .post_json("/v1/matches", serde_json::json!({"rules": 1}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_body")),
+        "{body}"
+    );
+
+    // A valid token but no upgrade headers.
+    let (status, body) = app.get_json(&format!("/v1/ws?token={}", a.token)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("websocket_required")),
+        "{body}"
+    );
+    let (status, body) = app
+        .get_json(&format!("/v1/ws?token={}&encoding=xml", a.token))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_encoding")),
+        "{body}"
+    );
+}
+
+#[actix_rt::test]
+async fn bearer_header_authenticates_the_websocket() {
+    let app = spawn_app();
+    let s = app.new_session().await;
+    let res = app
+        .client()
+        .ws(app.url("/v1/ws"))
+        .bearer_auth(&s.token)
+        .connect()
+        .await;
+    assert!(res.is_ok(), "bearer token accepted");
+    let res = app
+        .client()
+        .ws(app.url("/v1/ws"))
+        .bearer_auth("wrong")
+        .connect()
+        .await;
+    assert!(
+        res.is_err(),
+        "unknown bearer token refused before the upgrade"
+    );
+}
+
+#[actix_rt::test]
+async fn health_ready_and_metrics() {
+    let app = spawn_app();
+    let (status, body) = app.get_json("/health").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let (status, body) = app.get_json("/ready").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["checks"]["registry"]["ok"], true);
+    assert_eq!(body["checks"]["registry"]["arbiters"], 2);
+
+    // Some traffic so every family has a sample.
+    let mut p = app.player(Encoding::Json).await;
+    let _joined = p.quick_join("sandbox").await;
+    p.ping(1).await;
+    let text = app.metrics().await;
+    for name in [
+        "matchd_connections_open",
+        "matchd_matches_live",
+        "matchd_frames_in_total",
+        "matchd_frames_out_total",
+        "matchd_http_request_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(name), "metrics lack {name}:\n{text}");
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: one test crate, real servers on port 0, real clients.
+
+mod bad_input;
+mod heartbeat;
+mod http;
+mod panics;
+mod sandbox;
+mod support;
+mod tactics;

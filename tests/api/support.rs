@@ -1,0 +1,316 @@
+//! `spawn_app()` starts a real node on port 0 in its own thread and actix
+//! System (as a separate process would be), and typed helpers talk to it over
+//! real HTTP and WebSocket connections.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use actix_codec::Framed;
+use actix_web::dev::ServerHandle;
+use awc::ws::{CloseCode, Codec, Frame, Message};
+use awc::BoxedSocket;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use matchd::config::Config;
+use matchd::routes::{MatchCreated, SessionCreated};
+use matchd::startup::Application;
+use matchd_actors::protocol::codec::{
+    decode_server_bincode, decode_server_json, encode_client_bincode, encode_client_json, Encoding,
+};
+use matchd_actors::protocol::{ClientMsg, ServerMsg};
+use matchd_actors::Catalog;
+
+/// How long a helper waits for something the server must send.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestApp {
+    pub base: String,
+    handle: ServerHandle,
+    system: actix::System,
+    pub config: Config,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Sends the stop command at once; the server thread then exits.
+        drop(self.handle.stop(false));
+        self.system.stop();
+    }
+}
+
+/// A node with the built-in rulesets and test-friendly timings.
+pub fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}, Catalog::builtin())
+}
+
+/// A node with a tweaked configuration and a chosen set of rulesets.
+pub fn spawn_app_with(tweak: impl FnOnce(&mut Config), catalog: Catalog) -> TestApp {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let mut config =
+        Config::from_map(&[("MATCHD_BIND".to_string(), "127.0.0.1:0".to_string())].into())
+            .expect("test config");
+    config.workers = 1;
+    config.engine.arbiters = 2;
+    config.engine.node_id = "test-node".into();
+    tweak(&mut config);
+    let (tx, rx) = mpsc::channel();
+    let cfg = config.clone();
+    std::thread::spawn(move || {
+        let system = actix::System::new();
+        system.block_on(async move {
+            let app = Application::build(cfg, catalog).expect("server builds");
+            tx.send((app.port(), app.handle(), actix::System::current()))
+                .expect("test alive");
+            let _ = app.run_until_stopped().await;
+        });
+    });
+    let (port, handle, system) = rx.recv_timeout(WAIT).expect("server started");
+    TestApp {
+        base: format!("http://127.0.0.1:{port}"),
+        handle,
+        system,
+        config,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn client(&self) -> awc::Client {
+        awc::Client::builder().timeout(WAIT).finish()
+    }
+
+    /// `GET path` -> (status, JSON body).
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let mut res = self.client().get(self.url(path)).send().await.expect("GET");
+        let status = res.status().as_u16();
+        let body = res.body().await.expect("body");
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// `POST path` with a JSON body -> (status, JSON body).
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let mut res = self
+            .client()
+            .post(self.url(path))
+            .send_json(&body)
+            .await
+            .expect("POST");
+        let status = res.status().as_u16();
+        let body = res.body().await.expect("body");
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn metrics(&self) -> String {
+        let mut res = self
+            .client()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        String::from_utf8(res.body().limit(8 << 20).await.expect("body").to_vec()).expect("utf8")
+    }
+
+    pub async fn new_session(&self) -> SessionCreated {
+        let (status, body) = self.post_json("/v1/sessions", serde_json::json!({})).await;
+        assert_eq!(status, 201, "{body}");
+        serde_json::from_value(body).expect("session body")
+    }
+
+    pub async fn create_match(&self, ruleset: &str) -> u64 {
+        let (status, body) = self
+            .post_json("/v1/matches", serde_json::json!({ "ruleset": ruleset }))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        serde_json::from_value::<MatchCreated>(body)
+            .expect("match body")
+            .match_id
+    }
+
+    /// A new session and a WebSocket for it, past the `welcome` frame.
+    pub async fn player(&self, encoding: Encoding) -> WsClient {
+        let session = self.new_session().await;
+        let mut ws = WsClient::connect(self, &session.token, encoding).await;
+        match ws.recv().await {
+            ServerMsg::Welcome { player_id, .. } => assert_eq!(player_id, session.player_id),
+            other => panic!("expected welcome, got {other:?}"),
+        }
+        ws.player_id = session.player_id;
+        ws
+    }
+}
+
+/// What a WebSocket helper got instead of a message.
+#[derive(Debug, PartialEq)]
+pub enum Closed {
+    Code(Option<CloseCode>),
+    Eof,
+}
+
+pub struct WsClient {
+    framed: Framed<BoxedSocket, Codec>,
+    pub encoding: Encoding,
+    pub player_id: u64,
+    /// Answer server pings (a live client); false simulates a dead one.
+    pub answer_pings: bool,
+}
+
+impl WsClient {
+    pub async fn connect(app: &TestApp, token: &str, encoding: Encoding) -> Self {
+        let url = app.url(&format!(
+            "/v1/ws?token={token}&encoding={}",
+            encoding.as_str()
+        ));
+        let (_res, framed) = app
+            .client()
+            .ws(url)
+            .max_frame_size(1 << 20)
+            .connect()
+            .await
+            .expect("websocket connects");
+        Self {
+            framed,
+            encoding,
+            player_id: 0,
+            answer_pings: true,
+        }
+    }
+
+    /// Sends a message in this client's encoding.
+    pub async fn send(&mut self, msg: &ClientMsg) {
+        match self.encoding {
+            Encoding::Json => self.send_text(&encode_client_json(msg)).await,
+            Encoding::Bincode => self.send_binary(encode_client_bincode(msg)).await,
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.framed
+            .send(Message::Text(text.to_string().into()))
+            .await
+            .expect("send text");
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.framed
+            .send(Message::Binary(Bytes::from(bytes)))
+            .await
+            .expect("send binary");
+    }
+
+    /// Sends `text` as one message split into continuation frames of `chunk` bytes.
+    pub async fn send_fragmented(&mut self, text: &str, chunk: usize) {
+        use actix_http::ws::Item;
+        let bytes = Bytes::copy_from_slice(text.as_bytes());
+        let parts: Vec<Bytes> = bytes.chunks(chunk).map(Bytes::copy_from_slice).collect();
+        let n = parts.len();
+        for (i, part) in parts.into_iter().enumerate() {
+            let item = match i {
+                0 => Item::FirstText(part),
+                _ if i + 1 == n => Item::Last(part),
+                _ => Item::Continue(part),
+            };
+            self.framed
+                .send(Message::Continuation(item))
+                .await
+                .expect("send fragment");
+        }
+    }
+
+    /// The next server message, or why there is none.
+    pub async fn next(&mut self) -> Result<ServerMsg, Closed> {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.framed.next())
+                .await
+                .expect("server sent nothing in time");
+            match frame {
+                None => return Err(Closed::Eof),
+                Some(Err(_)) => return Err(Closed::Eof),
+                Some(Ok(Frame::Text(b))) => {
+                    let text = std::str::from_utf8(&b).expect("utf8 text frame");
+                    return Ok(decode_server_json(text).expect("valid server json"));
+                }
+                Some(Ok(Frame::Binary(b))) => {
+                    return Ok(decode_server_bincode(&b).expect("valid server bincode"));
+                }
+                Some(Ok(Frame::Ping(p))) => {
+                    if self.answer_pings {
+                        let _ = self.framed.send(Message::Pong(p)).await;
+                    }
+                }
+                Some(Ok(Frame::Close(reason))) => return Err(Closed::Code(reason.map(|r| r.code))),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    pub async fn recv(&mut self) -> ServerMsg {
+        match self.next().await {
+            Ok(m) => m,
+            Err(c) => panic!("connection closed while a message was expected: {c:?}"),
+        }
+    }
+
+    /// Receives until `pick` returns something, skipping other messages.
+    pub async fn recv_until<T>(&mut self, mut pick: impl FnMut(&ServerMsg) -> Option<T>) -> T {
+        loop {
+            let msg = self.recv().await;
+            if let Some(t) = pick(&msg) {
+                return t;
+            }
+        }
+    }
+
+    /// Expects the server to close the connection; returns the close code.
+    pub async fn expect_close(&mut self) -> Option<CloseCode> {
+        loop {
+            match self.next().await {
+                Ok(_) => continue,
+                Err(Closed::Code(code)) => return code,
+                Err(Closed::Eof) => return None,
+            }
+        }
+    }
+
+    /// Round trip through the server: proves the connection is still open
+    /// and that everything sent before has been processed.
+    pub async fn ping(&mut self, nonce: u64) {
+        self.send(&ClientMsg::Ping { nonce }).await;
+        self.recv_until(|m| matches!(m, ServerMsg::Pong { nonce: n } if *n == nonce).then_some(()))
+            .await;
+    }
+
+    pub async fn join(&mut self, match_id: u64) -> ServerMsg {
+        self.send(&ClientMsg::Join {
+            match_id: Some(match_id),
+            ruleset: None,
+        })
+        .await;
+        self.recv().await
+    }
+
+    pub async fn quick_join(&mut self, ruleset: &str) -> ServerMsg {
+        self.send(&ClientMsg::Join {
+            match_id: None,
+            ruleset: Some(ruleset.into()),
+        })
+        .await;
+        self.recv().await
+    }
+
+    /// Expects an `error` frame and returns its code.
+    pub async fn expect_error(&mut self) -> String {
+        match self.recv().await {
+            ServerMsg::Error { code, .. } => code,
+            other => panic!("expected an error frame, got {other:?}"),
+        }
+    }
+}
