@@ -322,4 +322,26 @@ mod tests {
             assert!(help.contains(s.var));
         }
     }
+
+    /// The README's configuration table is the documentation operators read:
+    /// it must list every setting with its real default.
+    #[test]
+    fn readme_lists_every_setting_with_its_default() {
+        let readme = include_str!("../README.md");
+        for s in SETTINGS {
+            let row = format!("| `{}` | `{}` |", s.var, s.default);
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
+    }
+
+    #[test]
+    fn readme_lists_every_metric() {
+        let readme = include_str!("../README.md");
+        for name in matchd_actors::metrics::ALL {
+            assert!(
+                readme.contains(&format!("| `{name}` |")),
+                "README lacks metric {name}"
+            );
+        }
+    }
 }

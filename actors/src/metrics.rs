@@ -23,6 +23,31 @@ pub const SLOW_CLIENTS: &str = "matchd_slow_client_disconnects_total";
 pub const HEARTBEAT_TIMEOUTS: &str = "matchd_heartbeat_timeouts_total";
 pub const HTTP_SECONDS: &str = "matchd_http_request_duration_seconds";
 
+/// Every metric name above; the README's metrics table must list each one.
+pub const ALL: &[&str] = &[
+    CONNECTIONS_OPEN,
+    MATCHES_LIVE,
+    MATCHES_CREATED,
+    MATCHES_ENDED,
+    MATCH_CRASHES,
+    FRAMES_IN,
+    FRAMES_OUT,
+    BAD_FRAMES,
+    ACTIONS_ACCEPTED,
+    ACTIONS_REJECTED,
+    ACTION_SECONDS,
+    TICK_SECONDS,
+    EVENTS,
+    CACHE_HITS,
+    CACHE_MISSES,
+    CACHE_EVICTIONS,
+    CACHE_ENTRIES,
+    MAILBOX_FULL,
+    SLOW_CLIENTS,
+    HEARTBEAT_TIMEOUTS,
+    HTTP_SECONDS,
+];
+
 /// Registers help texts with whatever recorder is installed.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
