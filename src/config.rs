@@ -118,6 +118,16 @@ pub const SETTINGS: &[Setting] = &[
         help: "lifetime of a validation-cache entry",
     },
     Setting {
+        var: "MATCHD_CACHE",
+        default: "on",
+        help: "`off` bypasses the validation cache (every query is computed)",
+    },
+    Setting {
+        var: "MATCHD_MAX_OUTBOUND_BYTES",
+        default: "1048576",
+        help: "bytes queued for one connection and not yet written; past it the client is closed with 1008",
+    },
+    Setting {
         var: "MATCHD_MAX_MATCHES",
         default: "100000",
         help: "live matches this node hosts at most",
@@ -188,6 +198,17 @@ impl Config {
                 })
             }
         };
+        let cache_enabled = match get("MATCHD_CACHE").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "MATCHD_CACHE",
+                    value: other.into(),
+                    expected: "switch (on or off)",
+                })
+            }
+        };
         let node_id = get("MATCHD_NODE_ID").unwrap_or_else(|| {
             format!(
                 "node-{:06x}",
@@ -208,6 +229,8 @@ impl Config {
             seat_grace_ms: num("MATCHD_SEAT_GRACE_MS", d.seat_grace_ms)?,
             cache_capacity: size("MATCHD_CACHE_CAPACITY", d.cache_capacity)?,
             cache_ttl_ms: num("MATCHD_CACHE_TTL_MS", d.cache_ttl_ms)?,
+            cache_enabled,
+            max_outbound_bytes: size("MATCHD_MAX_OUTBOUND_BYTES", d.max_outbound_bytes)?,
             max_matches: size("MATCHD_MAX_MATCHES", d.max_matches)?,
         };
         let config = Config {
@@ -234,6 +257,7 @@ impl Config {
             ("MATCHD_RING_BUFFER", e.ring_buffer),
             ("MATCHD_CACHE_CAPACITY", e.cache_capacity),
             ("MATCHD_CACHE_TTL_MS", e.cache_ttl_ms as usize),
+            ("MATCHD_MAX_OUTBOUND_BYTES", e.max_outbound_bytes),
             ("MATCHD_MAX_MATCHES", e.max_matches),
             ("MATCHD_MAX_SESSIONS", self.max_sessions),
             (

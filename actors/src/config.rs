@@ -33,6 +33,12 @@ pub struct EngineConfig {
     pub cache_capacity: usize,
     /// Lifetime of a validation-cache entry.
     pub cache_ttl_ms: u64,
+    /// Whether matches use the validation cache at all (off: every query is
+    /// computed, for comparison in benchmarks).
+    pub cache_enabled: bool,
+    /// Bytes a match may have queued for one connection that the connection
+    /// has not written yet; past it the client is disconnected as too slow.
+    pub max_outbound_bytes: usize,
     /// Live matches this node will host at most.
     pub max_matches: usize,
 }
@@ -53,6 +59,8 @@ impl Default for EngineConfig {
             seat_grace_ms: 30_000,
             cache_capacity: 65_536,
             cache_ttl_ms: 60_000,
+            cache_enabled: true,
+            max_outbound_bytes: 1024 * 1024,
             max_matches: 100_000,
         }
     }

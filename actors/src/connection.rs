@@ -8,7 +8,8 @@
 //! [`ConnError`]) and the connection stays open; only a frame over the size
 //! limit (1009), a protocol violation (1002) or a heartbeat timeout close it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -17,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::engine::Engine;
 use crate::match_session::{Act, Ask, Disconnected, Join, JoinError, Leave, MatchSession};
-use crate::metrics as m;
+use crate::metrics::{self as m, FrameMetrics};
 use crate::protocol::codec::{self, DecodeError, Encoding, Out};
 use crate::protocol::{ClientMsg, MatchId, PlayerId, Seat, ServerMsg};
 use crate::registry::{EngineError, MatchEntry};
@@ -28,12 +29,43 @@ const QUICK_JOIN_ATTEMPTS: usize = 5;
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Bytes a match has put in a connection's mailbox that the connection has
+/// not written to its socket yet. The match adds before it sends, the
+/// connection subtracts when it writes; a client that stops reading stops
+/// its connection from being polled, so this grows until the match drops it.
+#[derive(Debug, Default)]
+pub struct Backlog(AtomicUsize);
+
+impl Backlog {
+    /// Adds `n` bytes; returns the new total.
+    pub fn add(&self, n: usize) -> usize {
+        self.0.fetch_add(n, Ordering::Relaxed) + n
+    }
+
+    pub fn sub(&self, n: usize) {
+        self.0.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Messages from a match to a connection.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub enum ToConn {
     /// Write this frame.
     Frame(Out),
+    /// The player now holds `seat` in `match_id`; `frame` is the `joined`
+    /// snapshot. Ordered with the match's frames, so the connection is
+    /// seated before the client can read `joined`.
+    Joined {
+        match_id: MatchId,
+        seat: Seat,
+        addr: Addr<MatchSession>,
+        frame: Out,
+    },
     /// The player is no longer in `match_id` (left, or the match ended);
     /// write `frame` first if present.
     Detached {
@@ -120,6 +152,8 @@ pub struct Connection {
     seated: Option<Seated>,
     joining: bool,
     partial: Option<Partial>,
+    backlog: Arc<Backlog>,
+    frames: FrameMetrics,
 }
 
 impl Connection {
@@ -133,6 +167,8 @@ impl Connection {
             seated: None,
             joining: false,
             partial: None,
+            backlog: Arc::default(),
+            frames: FrameMetrics::new(),
         }
     }
 
@@ -143,11 +179,11 @@ impl Connection {
     fn write(&self, ctx: &mut ws::WebsocketContext<Self>, frame: Out) {
         match frame {
             Out::Text(t) => {
-                metrics::counter!(m::FRAMES_OUT, "encoding" => "json").increment(1);
+                self.frames.out_json.increment(1);
                 ctx.text(t);
             }
             Out::Binary(b) => {
-                metrics::counter!(m::FRAMES_OUT, "encoding" => "bincode").increment(1);
+                self.frames.out_bincode.increment(1);
                 ctx.binary(b);
             }
         }
@@ -173,14 +209,14 @@ impl Connection {
 
     fn on_frame(&mut self, ctx: &mut ws::WebsocketContext<Self>, data: Bytes, text: bool) {
         let (decoded, enc) = if text {
-            metrics::counter!(m::FRAMES_IN, "encoding" => "json").increment(1);
+            self.frames.in_json.increment(1);
             let decoded = match std::str::from_utf8(&data) {
                 Ok(s) => codec::decode_json(s),
                 Err(e) => Err(DecodeError::MalformedJson(e.to_string())),
             };
             (decoded, Encoding::Json)
         } else {
-            metrics::counter!(m::FRAMES_IN, "encoding" => "bincode").increment(1);
+            self.frames.in_bincode.increment(1);
             (codec::decode_bincode(&data), Encoding::Bincode)
         };
         self.encoding = enc;
@@ -325,6 +361,7 @@ impl Connection {
             player_id: self.player_id,
             conn_id: self.id,
             conn: ctx.address().recipient(),
+            backlog: self.backlog.clone(),
             encoding: enc,
         };
         let addr = entry.addr.clone();
@@ -338,11 +375,14 @@ impl Connection {
             act.joining = false;
             match res {
                 Ok(Ok(ack)) => {
-                    act.seated = Some(Seated {
-                        match_id: ack.match_id,
-                        seat: ack.seat,
-                        addr: entry.addr,
-                    });
+                    // Usually `ToConn::Joined` has seated us already.
+                    if act.seated.is_none() {
+                        act.seated = Some(Seated {
+                            match_id: ack.match_id,
+                            seat: ack.seat,
+                            addr: entry.addr,
+                        });
+                    }
                 }
                 Ok(Err(JoinError::Full | JoinError::Closed | JoinError::Ended))
                     if quick
@@ -471,7 +511,25 @@ impl Handler<ToConn> for Connection {
 
     fn handle(&mut self, msg: ToConn, ctx: &mut Self::Context) {
         match msg {
-            ToConn::Frame(frame) => self.write(ctx, frame),
+            ToConn::Frame(frame) => {
+                self.backlog.sub(frame.len());
+                self.write(ctx, frame);
+            }
+            ToConn::Joined {
+                match_id,
+                seat,
+                addr,
+                frame,
+            } => {
+                if self.seated.is_none() {
+                    self.seated = Some(Seated {
+                        match_id,
+                        seat,
+                        addr,
+                    });
+                }
+                self.write(ctx, frame);
+            }
             ToConn::Detached { match_id, frame } => {
                 if self.seated.as_ref().is_some_and(|s| s.match_id == match_id) {
                     self.seated = None;

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,9 +18,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::config::EngineConfig;
-use crate::connection::ToConn;
-use crate::metrics as m;
-use crate::protocol::codec::{encode, EncodeOnce, Encoding};
+use crate::connection::{Backlog, ToConn};
+use crate::metrics::{self as m, MatchMetrics};
+use crate::protocol::codec::{encode, EncodeOnce, Encoding, Out, SharedReply};
 use crate::protocol::{
     Action, Event, MatchId, MatchResult, PlayerId, Query, Seat, SeatView, ServerMsg,
 };
@@ -34,6 +35,8 @@ pub struct Join {
     pub player_id: PlayerId,
     pub conn_id: u64,
     pub conn: Recipient<ToConn>,
+    /// The connection's count of queued, unwritten bytes.
+    pub backlog: Arc<Backlog>,
     pub encoding: Encoding,
 }
 
@@ -112,6 +115,7 @@ pub struct EndMatch {
 struct Member {
     player_id: PlayerId,
     conn: Option<(u64, Recipient<ToConn>)>,
+    backlog: Arc<Backlog>,
     encoding: Encoding,
     disconnected_at: Option<Instant>,
 }
@@ -139,6 +143,11 @@ pub struct MatchSession {
     crashed: bool,
     tick: Option<SpawnHandle>,
     empty_since: Option<Instant>,
+    metrics: MatchMetrics,
+    /// The [`Game::query_version`] whose hot queries are in the cache.
+    precomputed: Option<u64>,
+    /// Seats dropped as too slow, not yet announced to the others.
+    dropped: Vec<Seat>,
 }
 
 /// Everything a new match needs.
@@ -157,6 +166,8 @@ impl MatchSession {
     pub fn new(spec: MatchSpec) -> Self {
         let game = spec.ruleset.new_game(spec.seed);
         let seats = (0..spec.ruleset.max_seats()).map(|_| None).collect();
+        let cache = CacheHandle::local().filter(|_| spec.cfg.cache_enabled);
+        let metrics = MatchMetrics::new(spec.ruleset.name());
         Self {
             id: spec.id,
             ruleset: spec.ruleset,
@@ -164,7 +175,7 @@ impl MatchSession {
             info: spec.info,
             cfg: spec.cfg,
             registry: spec.registry,
-            cache: CacheHandle::local(),
+            cache,
             seats,
             seq: 0,
             ring: VecDeque::new(),
@@ -172,6 +183,9 @@ impl MatchSession {
             crashed: false,
             tick: None,
             empty_since: Some(Instant::now()),
+            metrics,
+            precomputed: None,
+            dropped: Vec::new(),
         }
     }
 
@@ -212,45 +226,72 @@ impl MatchSession {
         );
     }
 
-    /// Sends one frame to one member, dropping the member's connection if
-    /// its mailbox is full (a client that cannot keep up).
-    fn send_to(&mut self, seat: usize, frame: crate::protocol::codec::Out) {
+    /// Sends one frame to one member. A member whose connection has more
+    /// than `max_outbound_bytes` queued, or whose mailbox is full, is a
+    /// client that cannot keep up: it is dropped from its seat (the seat is
+    /// held as disconnected) and its connection closed with 1008.
+    fn send_to(&mut self, seat: usize, frame: Out) {
+        let limit = self.cfg.max_outbound_bytes;
         let Some(Some(member)) = self.seats.get_mut(seat) else {
             return;
         };
         let Some((conn_id, conn)) = &member.conn else {
             return;
         };
-        match conn.try_send(ToConn::Frame(frame)) {
-            Ok(()) => {}
-            Err(SendError::Full(_)) => {
-                metrics::counter!(m::MAILBOX_FULL, "target" => "connection", "reason" => "full")
-                    .increment(1);
-                metrics::counter!(m::SLOW_CLIENTS).increment(1);
-                log::warn!(match_id = self.id, conn_id = *conn_id; "connection mailbox full; disconnecting slow client");
-                // One control message past the bound, so the client learns why.
-                conn.do_send(ToConn::Kicked {
-                    match_id: self.id,
-                    code: "slow_consumer",
-                    message: "the client did not read events fast enough".into(),
-                });
-                member.conn = None;
-                member.disconnected_at = Some(Instant::now());
+        let len = frame.len();
+        let queued = member.backlog.add(len);
+        let failed = if queued > limit {
+            Some("backlog")
+        } else {
+            match conn.try_send(ToConn::Frame(frame)) {
+                Ok(()) => None,
+                Err(SendError::Full(_)) => Some("full"),
+                Err(SendError::Closed(_)) => Some("closed"),
             }
-            Err(SendError::Closed(_)) => {
-                member.conn = None;
-                member.disconnected_at = Some(Instant::now());
-            }
+        };
+        let Some(reason) = failed else {
+            return;
+        };
+        member.backlog.sub(len);
+        if reason != "closed" {
+            metrics::counter!(m::MAILBOX_FULL, "target" => "connection", "reason" => reason)
+                .increment(1);
+            metrics::counter!(m::SLOW_CLIENTS).increment(1);
+            log::warn!(match_id = self.id, conn_id = *conn_id, queued_bytes = queued - len, reason = reason; "client cannot keep up; disconnecting it");
+            // One control message past the bound, so the client learns why.
+            conn.do_send(ToConn::Kicked {
+                match_id: self.id,
+                code: "slow_consumer",
+                message: "the client did not read events fast enough".into(),
+            });
         }
+        member.conn = None;
+        member.disconnected_at = Some(Instant::now());
+        self.dropped.push(seat as Seat);
+    }
+
+    /// Tells the members about seats dropped by [`Self::send_to`]; called
+    /// once the frame being sent has gone to everyone.
+    fn announce_dropped(&mut self) {
+        if self.dropped.is_empty() {
+            return;
+        }
+        let seats = std::mem::take(&mut self.dropped);
+        let events = seats
+            .into_iter()
+            .map(|seat| Event::PlayerDisconnected { seat })
+            .collect();
+        self.broadcast(None, events);
+        self.update_counts();
     }
 
     fn reply_to(&mut self, seat: Seat, msg: &ServerMsg, encoding: Encoding) {
         self.send_to(seat as usize, encode(msg, encoding));
+        self.announce_dropped();
     }
 
     /// Numbers, records and broadcasts events; the hot path.
     fn broadcast(&mut self, actor_seat: Option<Seat>, events: Vec<Event>) {
-        let ruleset = self.ruleset.name();
         for event in events {
             self.seq += 1;
             let msg = ServerMsg::Event {
@@ -282,8 +323,9 @@ impl MatchSession {
                 }
                 self.ring.push_back(Recorded { seq, seat, event });
             }
-            metrics::counter!(m::EVENTS, "ruleset" => ruleset).increment(1);
+            self.metrics.events.increment(1);
         }
+        self.announce_dropped();
     }
 
     /// Calls into the ruleset; a panic ends the match instead of the actor.
@@ -328,6 +370,44 @@ impl MatchSession {
         }
         self.sync_ticker(ctx);
         self.update_counts();
+        self.precompute(ctx);
+    }
+
+    fn cache_key(&self, seat: Seat, query: Query) -> CacheKey {
+        CacheKey {
+            ruleset: self.ruleset.name(),
+            match_id: self.id,
+            version: self.game.query_version(),
+            seat,
+            query,
+        }
+    }
+
+    /// After a change of the game's query version, answers the queries
+    /// clients ask most into the cache, so their asks are hits.
+    fn precompute(&mut self, ctx: &mut Context<Self>) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        let version = self.game.query_version();
+        if self.ended || self.precomputed == Some(version) {
+            return;
+        }
+        self.precomputed = Some(version);
+        let Some(hot) = self.guarded(ctx, "hot_queries", |g| g.hot_queries()) else {
+            return;
+        };
+        for (seat, query) in hot {
+            let key = self.cache_key(seat, query.clone());
+            if cache.contains(&key) {
+                continue;
+            }
+            match self.guarded(ctx, "query", |g| g.query(seat, &query)) {
+                Some(Ok(reply)) => cache.put(key, Rc::new(SharedReply::new(reply))),
+                Some(Err(_)) => {}
+                None => return,
+            }
+        }
     }
 
     fn sync_ticker(&mut self, ctx: &mut Context<Self>) {
@@ -355,7 +435,8 @@ impl MatchSession {
         if let Some(outcome) = self.guarded(ctx, "tick", |g| g.tick()) {
             self.apply_outcome(ctx, None, outcome);
         }
-        metrics::histogram!(m::TICK_SECONDS, "ruleset" => self.ruleset.name())
+        self.metrics
+            .tick_seconds
             .record(started.elapsed().as_secs_f64());
     }
 
@@ -530,12 +611,14 @@ impl Handler<Join> for MatchSession {
                 }
             }
             member.conn = Some((msg.conn_id, msg.conn));
+            member.backlog = msg.backlog;
             member.encoding = msg.encoding;
             member.disconnected_at = None;
         } else {
             self.seats[seat] = Some(Member {
                 player_id: msg.player_id,
                 conn: Some((msg.conn_id, msg.conn)),
+                backlog: msg.backlog,
                 encoding: msg.encoding,
                 disconnected_at: None,
             });
@@ -551,7 +634,17 @@ impl Handler<Join> for MatchSession {
             seq: self.seq,
             state,
         };
-        self.reply_to(seat_id, &joined, msg.encoding);
+        if let Some((_, conn)) = self.seats[seat].as_ref().and_then(|m| m.conn.as_ref()) {
+            // Control message, one per join: the connection takes its seat
+            // as it writes this frame, so a client that acts the moment it
+            // reads `joined` is already seated.
+            conn.do_send(ToConn::Joined {
+                match_id: self.id,
+                seat: seat_id,
+                addr: ctx.address(),
+                frame: encode(&joined, msg.encoding),
+            });
+        }
         log::info!(match_id = self.id, player_id = msg.player_id, seat = seat_id, conn_id = msg.conn_id; "player joined");
         if rejoin {
             self.broadcast(None, vec![Event::PlayerReconnected { seat: seat_id }]);
@@ -596,10 +689,10 @@ impl Handler<Act> for MatchSession {
         };
         match result {
             Ok(outcome) => {
-                metrics::counter!(m::ACTIONS_ACCEPTED, "ruleset" => self.ruleset.name())
-                    .increment(1);
+                self.metrics.accepted.increment(1);
                 self.apply_outcome(ctx, Some(msg.seat), outcome);
-                metrics::histogram!(m::ACTION_SECONDS, "ruleset" => self.ruleset.name())
+                self.metrics
+                    .action_seconds
                     .record(msg.received.elapsed().as_secs_f64());
             }
             Err(rejection) => self.reject(msg.seat, msg.client_seq, rejection, msg.encoding),
@@ -623,43 +716,45 @@ impl Handler<Ask> for MatchSession {
             self.reply_to(msg.seat, &reply, msg.encoding);
             return;
         }
-        let key = self
+        let (seat, client_seq, encoding) = (msg.seat, msg.client_seq, msg.encoding);
+        let cache = self
             .cache
-            .as_ref()
-            .filter(|_| self.game.cacheable(&msg.query))
-            .map(|_| CacheKey {
-                ruleset: self.ruleset.name(),
-                match_id: self.id,
-                version: self.game.version(),
-                seat: msg.seat,
-                query: msg.query.clone(),
-            });
-        let cached = match (&self.cache, &key) {
-            (Some(cache), Some(key)) => cache.get(key),
-            _ => None,
-        };
-        let answer = match cached {
-            Some(reply) => Ok(reply),
+            .clone()
+            .filter(|_| self.game.cacheable(&msg.query));
+        let frame = match cache {
+            Some(cache) => {
+                let key = self.cache_key(seat, msg.query);
+                let shared = match cache.get(&key) {
+                    Some(shared) => Ok(shared),
+                    None => {
+                        let query = &key.query;
+                        let Some(answer) = self.guarded(ctx, "query", |g| g.query(seat, query))
+                        else {
+                            return;
+                        };
+                        answer.map(|reply| {
+                            let shared = Rc::new(SharedReply::new(reply));
+                            cache.put(key, shared.clone());
+                            shared
+                        })
+                    }
+                };
+                shared.map(|s| s.frame(client_seq, encoding))
+            }
             None => {
                 let query = msg.query;
-                let Some(answer) = self.guarded(ctx, "query", |g| g.query(msg.seat, &query)) else {
+                let Some(answer) = self.guarded(ctx, "query", |g| g.query(seat, &query)) else {
                     return;
                 };
-                if let (Some(cache), Some(key), Ok(reply)) = (&self.cache, key, &answer) {
-                    cache.put(key, reply.clone());
-                }
-                answer
+                answer.map(|reply| encode(&ServerMsg::Reply { client_seq, reply }, encoding))
             }
         };
-        match answer {
-            Ok(reply) => {
-                let msg_out = ServerMsg::Reply {
-                    client_seq: msg.client_seq,
-                    reply,
-                };
-                self.reply_to(msg.seat, &msg_out, msg.encoding);
+        match frame {
+            Ok(frame) => {
+                self.send_to(seat as usize, frame);
+                self.announce_dropped();
             }
-            Err(rejection) => self.reject(msg.seat, msg.client_seq, rejection, msg.encoding),
+            Err(rejection) => self.reject(seat, client_seq, rejection, encoding),
         }
     }
 }

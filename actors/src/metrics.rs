@@ -1,5 +1,11 @@
 //! Names of the engine's metrics, in one place so the README list and the
 //! code cannot drift apart. The binary installs the recorder.
+//!
+//! Per-action paths never look a metric up by name: actors resolve the
+//! handles they need once ([`MatchMetrics`], [`FrameMetrics`]) and then only
+//! touch atomics.
+
+use metrics::{Counter, Histogram};
 
 pub const CONNECTIONS_OPEN: &str = "matchd_connections_open";
 pub const MATCHES_LIVE: &str = "matchd_matches_live";
@@ -18,6 +24,7 @@ pub const CACHE_HITS: &str = "matchd_validation_cache_hits_total";
 pub const CACHE_MISSES: &str = "matchd_validation_cache_misses_total";
 pub const CACHE_EVICTIONS: &str = "matchd_validation_cache_evictions_total";
 pub const CACHE_ENTRIES: &str = "matchd_validation_cache_entries";
+pub const CACHE_LOOKUP_SECONDS: &str = "matchd_validation_cache_lookup_seconds";
 pub const MAILBOX_FULL: &str = "matchd_mailbox_send_failures_total";
 pub const SLOW_CLIENTS: &str = "matchd_slow_client_disconnects_total";
 pub const HEARTBEAT_TIMEOUTS: &str = "matchd_heartbeat_timeouts_total";
@@ -42,6 +49,7 @@ pub const ALL: &[&str] = &[
     CACHE_MISSES,
     CACHE_EVICTIONS,
     CACHE_ENTRIES,
+    CACHE_LOOKUP_SECONDS,
     MAILBOX_FULL,
     SLOW_CLIENTS,
     HEARTBEAT_TIMEOUTS,
@@ -82,13 +90,18 @@ pub fn describe() {
         "Validation cache entries evicted by capacity or TTL"
     );
     describe_gauge!(CACHE_ENTRIES, "Validation cache entries by shard");
+    describe_histogram!(
+        CACHE_LOOKUP_SECONDS,
+        Unit::Seconds,
+        "Time to look a query up in the validation cache (hit or miss)"
+    );
     describe_counter!(
         MAILBOX_FULL,
         "Mailbox sends that failed, by target and reason"
     );
     describe_counter!(
         SLOW_CLIENTS,
-        "Connections closed because their mailbox overflowed"
+        "Connections closed because their outbound backlog passed its byte or message bound"
     );
     describe_counter!(
         HEARTBEAT_TIMEOUTS,
@@ -99,4 +112,50 @@ pub fn describe() {
         Unit::Seconds,
         "HTTP request duration by route and status"
     );
+}
+
+/// The handles a match touches per action or tick, resolved once per match.
+#[derive(Clone)]
+pub struct MatchMetrics {
+    pub accepted: Counter,
+    pub events: Counter,
+    pub action_seconds: Histogram,
+    pub tick_seconds: Histogram,
+}
+
+impl MatchMetrics {
+    pub fn new(ruleset: &'static str) -> Self {
+        Self {
+            accepted: metrics::counter!(ACTIONS_ACCEPTED, "ruleset" => ruleset),
+            events: metrics::counter!(EVENTS, "ruleset" => ruleset),
+            action_seconds: metrics::histogram!(ACTION_SECONDS, "ruleset" => ruleset),
+            tick_seconds: metrics::histogram!(TICK_SECONDS, "ruleset" => ruleset),
+        }
+    }
+}
+
+/// Frame counters by encoding, resolved once per connection.
+#[derive(Clone)]
+pub struct FrameMetrics {
+    pub in_json: Counter,
+    pub in_bincode: Counter,
+    pub out_json: Counter,
+    pub out_bincode: Counter,
+}
+
+impl FrameMetrics {
+    pub fn new() -> Self {
+        Self {
+            in_json: metrics::counter!(FRAMES_IN, "encoding" => "json"),
+            in_bincode: metrics::counter!(FRAMES_IN, "encoding" => "bincode"),
+            out_json: metrics::counter!(FRAMES_OUT, "encoding" => "json"),
+            out_bincode: metrics::counter!(FRAMES_OUT, "encoding" => "bincode"),
+        }
+    }
+}
+
+impl Default for FrameMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }

@@ -10,68 +10,89 @@
 //! TTL only bound memory.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use metrics::{Counter, Histogram};
+use rustc_hash::FxHashMap;
 
 use crate::metrics as m;
-use crate::protocol::{MatchId, Query, Reply, Seat};
+use crate::protocol::codec::SharedReply;
+use crate::protocol::{MatchId, Query, Seat};
 
 /// What a memoized answer depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     pub ruleset: &'static str,
     pub match_id: MatchId,
+    /// The game's [`crate::rules::Game::query_version`].
     pub version: u64,
     pub seat: Seat,
     pub query: Query,
 }
 
 struct Entry {
-    reply: Reply,
+    reply: Rc<SharedReply>,
     at: Instant,
 }
 
-/// A bounded map with FIFO eviction and a TTL.
+/// A bounded map with FIFO eviction and a TTL. Keys are hashed with FxHash:
+/// they are built by the engine, never by a client, so a DoS-resistant
+/// hasher buys nothing here and costs a third of a lookup.
 pub struct Store {
-    map: HashMap<CacheKey, Entry>,
+    map: FxHashMap<CacheKey, Entry>,
     order: VecDeque<(CacheKey, Instant)>,
     capacity: usize,
     ttl: Duration,
     hits: u64,
     misses: u64,
+    hit_counter: Counter,
+    miss_counter: Counter,
+    eviction_counter: Counter,
+    lookup_seconds: Histogram,
 }
 
 impl Store {
     pub fn new(capacity: usize, ttl: Duration) -> Self {
         Self {
-            map: HashMap::new(),
+            map: FxHashMap::default(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
             ttl,
             hits: 0,
             misses: 0,
+            hit_counter: metrics::counter!(m::CACHE_HITS),
+            miss_counter: metrics::counter!(m::CACHE_MISSES),
+            eviction_counter: metrics::counter!(m::CACHE_EVICTIONS),
+            lookup_seconds: metrics::histogram!(m::CACHE_LOOKUP_SECONDS),
         }
     }
 
-    pub fn get(&mut self, key: &CacheKey, now: Instant) -> Option<Reply> {
+    pub fn get(&mut self, key: &CacheKey, now: Instant) -> Option<Rc<SharedReply>> {
         match self.map.get(key) {
             Some(e) if now.duration_since(e.at) < self.ttl => {
                 self.hits += 1;
-                metrics::counter!(m::CACHE_HITS).increment(1);
+                self.hit_counter.increment(1);
                 Some(e.reply.clone())
             }
             _ => {
                 self.misses += 1;
-                metrics::counter!(m::CACHE_MISSES).increment(1);
+                self.miss_counter.increment(1);
                 None
             }
         }
     }
 
-    pub fn put(&mut self, key: CacheKey, reply: Reply, now: Instant) {
+    /// Whether `key` holds a live entry; counts neither a hit nor a miss.
+    pub fn contains(&self, key: &CacheKey, now: Instant) -> bool {
+        self.map
+            .get(key)
+            .is_some_and(|e| now.duration_since(e.at) < self.ttl)
+    }
+
+    pub fn put(&mut self, key: CacheKey, reply: Rc<SharedReply>, now: Instant) {
         while self.map.len() >= self.capacity {
             if !self.evict_oldest() {
                 break;
@@ -90,7 +111,7 @@ impl Store {
         // drop the map entry that this queue slot created.
         if self.map.get(&key).is_some_and(|e| e.at == at) {
             self.map.remove(&key);
-            metrics::counter!(m::CACHE_EVICTIONS).increment(1);
+            self.eviction_counter.increment(1);
         }
         true
     }
@@ -139,12 +160,26 @@ impl CacheHandle {
         LOCAL.with(|l| l.borrow().clone().map(CacheHandle))
     }
 
-    pub fn get(&self, key: &CacheKey) -> Option<Reply> {
-        self.0.borrow_mut().get(key, Instant::now())
+    /// Looks `key` up, timing the lookup for the latency histogram.
+    pub fn get(&self, key: &CacheKey) -> Option<Rc<SharedReply>> {
+        let start = Instant::now();
+        let mut store = self.0.borrow_mut();
+        let found = store.get(key, start);
+        store.lookup_seconds.record(start.elapsed().as_secs_f64());
+        found
     }
 
-    pub fn put(&self, key: CacheKey, reply: Reply) {
+    pub fn contains(&self, key: &CacheKey) -> bool {
+        self.0.borrow().contains(key, Instant::now())
+    }
+
+    pub fn put(&self, key: CacheKey, reply: Rc<SharedReply>) {
         self.0.borrow_mut().put(key, reply, Instant::now());
+    }
+
+    /// Hits and misses of this shard so far.
+    pub fn hit_miss(&self) -> (u64, u64) {
+        self.0.borrow().hit_miss()
     }
 }
 
@@ -232,6 +267,7 @@ impl Handler<ClearCache> for ValidationCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Reply;
 
     fn key(version: u64) -> CacheKey {
         CacheKey {
@@ -243,10 +279,18 @@ mod tests {
         }
     }
 
-    fn reply(n: i32) -> Reply {
-        Reply::Cells {
+    fn reply(n: i32) -> Rc<SharedReply> {
+        Rc::new(SharedReply::new(Reply::Cells {
             cells: vec![[n, 0]],
-        }
+        }))
+    }
+
+    fn got(s: &mut Store, k: &CacheKey, now: Instant) -> Option<Reply> {
+        s.get(k, now).map(|r| r.reply().clone())
+    }
+
+    fn plain(n: i32) -> Option<Reply> {
+        Some(reply(n).reply().clone())
     }
 
     #[test]
@@ -255,15 +299,16 @@ mod tests {
         let mut s = Store::new(2, Duration::from_secs(10));
         s.put(key(1), reply(1), t0);
         s.put(key(2), reply(2), t0);
-        assert_eq!(s.get(&key(1), t0), Some(reply(1)));
+        assert_eq!(got(&mut s, &key(1), t0), plain(1));
         // A new version is a different key: a miss, never the old verdict.
-        assert_eq!(s.get(&key(3), t0), None);
+        assert_eq!(got(&mut s, &key(3), t0), None);
         s.put(key(3), reply(3), t0);
         assert_eq!(s.len(), 2, "capacity bounds the store");
-        assert_eq!(s.get(&key(1), t0), None, "oldest evicted first");
+        assert_eq!(got(&mut s, &key(1), t0), None, "oldest evicted first");
         let later = t0 + Duration::from_secs(11);
+        assert!(!s.contains(&key(3), later));
         assert_eq!(
-            s.get(&key(3), later),
+            got(&mut s, &key(3), later),
             None,
             "expired entries are not served"
         );
@@ -280,6 +325,6 @@ mod tests {
         let t1 = t0 + Duration::from_millis(1);
         s.put(key(1), reply(9), t1);
         s.put(key(2), reply(2), t1);
-        assert_eq!(s.get(&key(1), t1), Some(reply(9)));
+        assert_eq!(got(&mut s, &key(1), t1), plain(9));
     }
 }

@@ -1,5 +1,6 @@
 //! Integration tests: one test crate, real servers on port 0, real clients.
 
+mod backpressure;
 mod bad_input;
 mod heartbeat;
 mod http;

@@ -227,8 +227,11 @@ impl WsClient {
 
     /// The next server message, or why there is none.
     pub async fn next(&mut self) -> Result<ServerMsg, Closed> {
+        // One deadline for the whole call: the server's pings must not keep
+        // a wait for a message that never comes alive forever.
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let frame = tokio::time::timeout(WAIT, self.framed.next())
+            let frame = tokio::time::timeout_at(deadline, self.framed.next())
                 .await
                 .expect("server sent nothing in time");
             match frame {

@@ -7,7 +7,9 @@
 
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 
-use super::{ClientMsg, ServerMsg};
+use std::cell::OnceCell;
+
+use super::{ClientMsg, Reply, ServerMsg};
 
 /// Upper bound on what one decoded binary message may claim to allocate.
 pub const BINCODE_LIMIT: usize = 256 * 1024;
@@ -184,6 +186,70 @@ impl<'a> EncodeOnce<'a> {
     }
 }
 
+/// Bincode variant index of [`ServerMsg::Reply`] (see the compatibility rule
+/// in [`super`]: variants are only appended, so it never changes).
+const REPLY_VARIANT: u32 = 4;
+
+/// A query answer whose payload is encoded at most once per encoding and
+/// then framed for any `client_seq` without encoding it again. The
+/// validation cache stores these, so a hit costs a lookup and a copy.
+#[derive(Debug)]
+pub struct SharedReply {
+    reply: Reply,
+    json: OnceCell<String>,
+    bin: OnceCell<Vec<u8>>,
+}
+
+impl SharedReply {
+    pub fn new(reply: Reply) -> Self {
+        Self {
+            reply,
+            json: OnceCell::new(),
+            bin: OnceCell::new(),
+        }
+    }
+
+    pub fn reply(&self) -> &Reply {
+        &self.reply
+    }
+
+    /// The `reply` frame answering `client_seq`: byte for byte what
+    /// [`encode`] makes of the same `ServerMsg::Reply`.
+    pub fn frame(&self, client_seq: u64, encoding: Encoding) -> Out {
+        match encoding {
+            Encoding::Json => {
+                let body = self.json.get_or_init(|| {
+                    serde_json::to_string(&self.reply).unwrap_or_else(|e| {
+                        log::error!("json encode failed: {e}");
+                        String::from("null")
+                    })
+                });
+                let mut seq = itoa::Buffer::new();
+                let mut text = String::with_capacity(body.len() + 56);
+                text.push_str(r#"{"type":"reply","client_seq":"#);
+                text.push_str(seq.format(client_seq));
+                text.push_str(r#","reply":"#);
+                text.push_str(body);
+                text.push('}');
+                Out::Text(text.into())
+            }
+            Encoding::Bincode => {
+                let body = self.bin.get_or_init(|| {
+                    bincode::encode_to_vec(&self.reply, config()).unwrap_or_default()
+                });
+                let mut bytes = Vec::with_capacity(body.len() + 12);
+                let _ = bincode::encode_into_std_write(
+                    (REPLY_VARIANT, client_seq),
+                    &mut bytes,
+                    config(),
+                );
+                bytes.extend_from_slice(body);
+                Out::Binary(bytes.into())
+            }
+        }
+    }
+}
+
 /// Client-side helpers (used by tests and the load generator).
 pub fn encode_client_bincode(msg: &ClientMsg) -> Vec<u8> {
     bincode::encode_to_vec(msg, config()).unwrap_or_default()
@@ -304,6 +370,27 @@ mod tests {
             decode_bincode(&bytes).map_err(|e| e.code()),
             Err("malformed_binary")
         );
+    }
+
+    #[test]
+    fn shared_reply_frames_equal_the_plain_encoding() {
+        let reply = crate::protocol::Reply::Cells {
+            cells: vec![[0, 0], [4, 2], [-1, 300]],
+        };
+        let shared = SharedReply::new(reply.clone());
+        for client_seq in [0, 1, 250, 251, 65_535, 65_536, u64::MAX] {
+            let msg = ServerMsg::Reply {
+                client_seq,
+                reply: reply.clone(),
+            };
+            for enc in [Encoding::Json, Encoding::Bincode] {
+                assert_eq!(
+                    shared.frame(client_seq, enc),
+                    encode(&msg, enc),
+                    "{enc:?} {client_seq}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -88,8 +88,22 @@ pub trait Game: Send {
     /// Whether the answer to `query` may be memoized for the current
     /// [`Game::version`] (it depends on nothing but the state and the seat).
     fn cacheable(&self, query: &Query) -> bool;
-    /// Grows on every state change, so memoized answers keyed by it can never go stale.
+    /// Grows on every state change.
     fn version(&self) -> u64;
+    /// Grows whenever anything a cacheable query's answer, or the list of
+    /// [`Game::hot_queries`], depends on changes; it may stay put when only
+    /// other state moves (a clock tick that hurts nobody). Validation-cache
+    /// keys use it, so a memoized answer can never go stale. The default is
+    /// [`Game::version`], always safe.
+    fn query_version(&self) -> u64 {
+        self.version()
+    }
+    /// The cacheable queries clients ask most, by seat: the match answers
+    /// them ahead of time after each change of [`Game::query_version`], so
+    /// the clients' own asks are cache hits. Default: none.
+    fn hot_queries(&self) -> Vec<(Seat, Query)> {
+        Vec::new()
+    }
     /// The state as `seat` sees it (`None`: a neutral view). `seats` is the
     /// engine's membership list, included in the view.
     fn view(&self, seat: Option<Seat>, seats: Vec<SeatView>) -> State;

@@ -267,6 +267,9 @@ pub struct TacticsGame {
     /// Battle tick of each seat's last placement during the battle.
     last_battle_place: [Option<u32>; 2],
     version: u64,
+    /// Grows when hands, units or the phase change: all that `valid_cells`
+    /// and the choice of hot queries read.
+    board_version: u64,
 }
 
 impl TacticsGame {
@@ -292,6 +295,7 @@ impl TacticsGame {
             next_unit_id: 1,
             last_battle_place: [None; 2],
             version: 0,
+            board_version: 0,
         }
     }
 
@@ -414,6 +418,7 @@ impl TacticsGame {
             next_attack: 0,
         });
         self.version += 1;
+        self.board_version += 1;
         Ok(Outcome::event(Event::Placed {
             seat,
             card,
@@ -469,6 +474,7 @@ impl TacticsGame {
         self.phase = Phase::Battle;
         self.phase_tick = 0;
         self.version += 1;
+        self.board_version += 1;
         Event::Phase {
             phase: Phase::Battle.name().into(),
         }
@@ -478,6 +484,7 @@ impl TacticsGame {
         self.phase = Phase::Ended;
         self.phase_tick = 0;
         self.version += 1;
+        self.board_version += 1;
         MatchResult {
             winner: winner.map(seat_of),
             reason: reason.into(),
@@ -545,6 +552,7 @@ impl TacticsGame {
                 });
                 if hp <= 0 {
                     self.units.remove(pos);
+                    self.board_version += 1;
                     events.push(Event::Destroyed { unit_id: target_id });
                 }
             } else if self.lane_open(&attacker) {
@@ -614,6 +622,7 @@ impl Game for TacticsGame {
         if self.joined.iter().all(|&j| j) {
             self.phase = Phase::Deploy;
             self.phase_tick = 0;
+            self.board_version += 1;
             return Outcome::event(Event::Phase {
                 phase: Phase::Deploy.name().into(),
             });
@@ -703,6 +712,23 @@ impl Game for TacticsGame {
 
     fn version(&self) -> u64 {
         self.version
+    }
+
+    fn query_version(&self) -> u64 {
+        self.board_version
+    }
+
+    fn hot_queries(&self) -> Vec<(Seat, Query)> {
+        if !matches!(self.phase, Phase::Deploy | Phase::Battle) {
+            return Vec::new();
+        }
+        (0..2)
+            .flat_map(|me| {
+                self.hand(me)
+                    .iter()
+                    .map(move |c| (seat_of(me), Query::ValidCells { card: c.id }))
+            })
+            .collect()
     }
 
     fn view(&self, seat: Option<Seat>, seats: Vec<SeatView>) -> State {
