@@ -54,6 +54,9 @@ impl Application {
                 .configure(routes::configure)
         })
         .workers(workers)
+        // Events are small frames sent as they happen: Nagle's algorithm
+        // would hold one back until the client's delayed ACK (up to 40 ms).
+        .tcp_nodelay(true)
         .max_connections(config.max_connections_per_worker)
         .backlog(4096)
         .shutdown_timeout(5)
