@@ -23,6 +23,7 @@ use matchd_actors::protocol::{Action, Event, Query, Reply, Seat, ServerMsg, Stat
 use matchd_actors::registry::RegistryStats;
 use matchd_actors::{Catalog, Engine, EngineConfig};
 
+use crate::bot::{Step, TacticsBot, BATTLE_PLACE_EVERY};
 use crate::report::{latency_histogram, record, Latency, MailboxReport, ProcSample};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,31 +138,19 @@ enum Role {
         /// Send times of the marks in flight, oldest first.
         inflight: VecDeque<Instant>,
     },
-    Tactics(Bot),
+    Tactics(BotSeat),
 }
 
-/// A scripted tactics player: in deploy it asks `valid_cells` for a card,
-/// places it on one of the cells, and after a few cards says `ready`; in the
-/// battle it places one more card whenever its cooldown allows.
-#[derive(Default)]
-struct Bot {
-    hand: Vec<u32>,
-    battle: bool,
-    ready_sent: bool,
-    placed: usize,
-    /// The query in flight: client_seq, sent at, card.
-    asking: Option<(u64, Instant, u32)>,
-    /// The placement in flight: card, sent at.
-    placing: Option<(u32, Instant)>,
-    next_battle_place: Option<Instant>,
+/// A tactics seat: the bot's brain and what this client has in flight for it.
+struct BotSeat {
+    brain: TacticsBot,
+    /// The `valid_cells` query in flight: client_seq, sent at.
+    ask: Option<(u64, Instant)>,
+    /// When the placement in flight was sent.
+    place: Option<Instant>,
     /// The battle's placement timer, cancelled when the match ends.
     timer: Option<SpawnHandle>,
 }
-
-/// Cards a bot places during deploy.
-const DEPLOY_CARDS: usize = 4;
-/// A little more than the battle placement cooldown (30 ticks of 100 ms).
-const BATTLE_PLACE_EVERY: Duration = Duration::from_millis(3100);
 
 struct SimClient {
     conn_id: u64,
@@ -320,88 +309,74 @@ impl SimClient {
 
     // -- tactics bot --
 
-    fn bot(&mut self) -> Option<&mut Bot> {
+    fn bot(&mut self) -> Option<&mut BotSeat> {
         match &mut self.role {
             Role::Tactics(bot) => Some(bot),
             Role::Fanout { .. } => None,
         }
     }
 
-    /// Takes the bot's next step, if it is not waiting for an answer.
+    /// Sends the bot's next request, if it has one.
     fn bot_step(&mut self, ctx: &mut Context<Self>) {
         if self.halted() {
             return;
         }
-        let pick = self.random(HAND_PICK);
-        let Some(bot) = self.bot() else {
+        let now = Instant::now();
+        let Some(step) = self.bot().and_then(|b| b.brain.next(now)) else {
             return;
         };
-        if bot.asking.is_some() || bot.placing.is_some() {
-            return;
-        }
-        let want_card = if bot.battle {
-            bot.next_battle_place
-                .is_some_and(|t| Instant::now() >= t)
-                .then(|| bot.hand.get(pick % bot.hand.len().max(1)).copied())
-                .flatten()
-        } else if bot.placed < DEPLOY_CARDS && !bot.hand.is_empty() {
-            bot.hand.get(pick % bot.hand.len()).copied()
-        } else {
-            None
-        };
-        if let Some(card) = want_card {
-            if let Some(seq) = self.send_query(Query::ValidCells { card }) {
-                if let Some(bot) = self.bot() {
-                    bot.asking = Some((seq, Instant::now(), card));
+        self.bot_send(ctx, step, now);
+    }
+
+    fn bot_send(&mut self, ctx: &mut Context<Self>, step: Step, now: Instant) {
+        let sent = match step {
+            Step::Ask { card } => match self.send_query(Query::ValidCells { card }) {
+                Some(seq) => {
+                    if let Some(bot) = self.bot() {
+                        bot.ask = Some((seq, now));
+                    }
+                    true
                 }
-            } else {
-                ctx.run_later(Duration::from_millis(5), |act, ctx| act.bot_step(ctx));
+                None => false,
+            },
+            Step::Place { card, x, y } => {
+                let ok = self.send_action(Action::Place { card, x, y });
+                if let (true, Some(bot)) = (ok, self.bot()) {
+                    bot.place = Some(now);
+                }
+                ok
             }
-            return;
-        }
-        let Some(bot) = self.bot() else {
-            return;
+            Step::Ready => self.send_action(Action::Ready),
         };
-        if !bot.battle && !bot.ready_sent {
-            bot.ready_sent = true;
-            self.send_action(Action::Ready);
+        if !sent {
+            if let Some(bot) = self.bot() {
+                bot.brain.rejected(now);
+            }
+            ctx.run_later(Duration::from_millis(5), |act, ctx| act.bot_step(ctx));
         }
     }
 
     fn bot_cells(&mut self, ctx: &mut Context<Self>, client_seq: u64, cells: &[[i32; 2]]) {
-        let pick = self.random(cells.len());
         let measuring = self.measuring();
         let stats = self.stats.clone();
         let Some(bot) = self.bot() else {
             return;
         };
-        let Some((seq, sent, card)) = bot.asking else {
+        let Some((seq, sent)) = bot.ask else {
             return;
         };
         if seq != client_seq {
             return;
         }
-        bot.asking = None;
+        bot.ask = None;
         if measuring {
             if let Ok(mut h) = stats.query_latency.lock() {
                 record(&mut h, sent.elapsed());
             }
         }
-        match cells.get(pick) {
-            Some(&[x, y]) => {
-                bot.placing = Some((card, Instant::now()));
-                if !self.send_action(Action::Place { card, x, y }) {
-                    if let Some(bot) = self.bot() {
-                        bot.placing = None;
-                    }
-                    ctx.run_later(Duration::from_millis(5), |act, ctx| act.bot_step(ctx));
-                }
-            }
-            None => {
-                // No cell for that card now: drop it from the plan.
-                bot.hand.retain(|&c| c != card);
-                self.bot_step(ctx);
-            }
+        match bot.brain.cells(cells) {
+            Some(step) => self.bot_send(ctx, step, Instant::now()),
+            None => self.bot_step(ctx),
         }
     }
 
@@ -411,34 +386,22 @@ impl SimClient {
         let Some(bot) = self.bot() else {
             return;
         };
-        bot.hand.retain(|&c| c != card);
-        bot.placed += 1;
-        if let Some((_, sent)) = bot.placing.take() {
-            if measuring {
-                if let Ok(mut h) = stats.action_latency.lock() {
-                    record(&mut h, sent.elapsed());
-                }
+        if let (Some(sent), true) = (bot.place.take(), measuring) {
+            if let Ok(mut h) = stats.action_latency.lock() {
+                record(&mut h, sent.elapsed());
             }
         }
-        if bot.battle {
-            bot.next_battle_place = Some(Instant::now() + BATTLE_PLACE_EVERY);
-        }
+        bot.brain.placed(card, Instant::now());
         self.bot_step(ctx);
     }
 
-    fn bot_rejected(&mut self, ctx: &mut Context<Self>, client_seq: u64) {
+    fn bot_rejected(&mut self, ctx: &mut Context<Self>) {
         let Some(bot) = self.bot() else {
             return;
         };
-        if bot.asking.is_some_and(|(seq, _, _)| seq == client_seq) {
-            bot.asking = None;
-        }
-        if let Some((card, _)) = bot.placing.take() {
-            bot.hand.retain(|&c| c != card);
-        }
-        if bot.battle {
-            bot.next_battle_place = Some(Instant::now() + BATTLE_PLACE_EVERY);
-        }
+        bot.ask = None;
+        bot.place = None;
+        bot.brain.rejected(Instant::now());
         self.bot_step(ctx);
     }
 
@@ -491,9 +454,8 @@ impl SimClient {
         match event {
             Event::Phase { phase } => {
                 if let Some(bot) = self.bot() {
-                    bot.battle = phase == "battle";
-                    if bot.battle && bot.timer.is_none() {
-                        bot.next_battle_place = Some(Instant::now());
+                    bot.brain.phase(&phase, Instant::now());
+                    if bot.brain.in_battle() && bot.timer.is_none() {
                         bot.timer = Some(
                             ctx.run_interval(BATTLE_PLACE_EVERY, |act, ctx| act.bot_step(ctx)),
                         );
@@ -526,10 +488,13 @@ impl SimClient {
                         if let Some(timer) = bot.timer.take() {
                             ctx.cancel_future(timer);
                         }
-                        *bot = Bot::default();
-                        if let State::Tactics(view) = state {
-                            bot.hand = view.hand.iter().map(|c| c.card).collect();
-                        }
+                        bot.ask = None;
+                        bot.place = None;
+                        let hand = match state {
+                            State::Tactics(view) => view.hand.iter().map(|c| c.card).collect(),
+                            State::Sandbox { .. } => Vec::new(),
+                        };
+                        bot.brain.joined(hand);
                     }
                 }
             }
@@ -543,9 +508,7 @@ impl SimClient {
                 client_seq,
                 reply: Reply::Cells { cells },
             } => self.bot_cells(ctx, client_seq, &cells),
-            ServerMsg::Rejected {
-                client_seq, code, ..
-            } => {
+            ServerMsg::Rejected { code, .. } => {
                 if code == "busy" {
                     bump(&self.stats.busy);
                 } else {
@@ -558,7 +521,7 @@ impl SimClient {
                         }
                         self.send_mark(ctx);
                     }
-                    Role::Tactics(_) => self.bot_rejected(ctx, client_seq),
+                    Role::Tactics(_) => self.bot_rejected(ctx),
                 }
             }
             ServerMsg::Ended { seq, .. } => {
@@ -590,9 +553,6 @@ struct EventHead<'a> {
     seat: Option<Seat>,
 }
 
-/// How many hand positions a bot picks from.
-const HAND_PICK: usize = 64;
-
 impl Actor for SimClient {
     type Context = Context<Self>;
 
@@ -618,8 +578,12 @@ impl Handler<ToConn> for SimClient {
                     self.on_frame(ctx, &frame);
                 }
             }
-            ToConn::Kicked { .. } => {
-                bump(&self.stats.kicked);
+            ToConn::Kicked { code, .. } => {
+                // At the end of a run every match stops and says so; only a
+                // drop for being too slow says something about the run.
+                if code == "slow_consumer" {
+                    bump(&self.stats.kicked);
+                }
                 self.seat = None;
             }
         }
@@ -705,7 +669,12 @@ async fn drive(opts: Opts) -> std::io::Result<MailboxReport> {
                     window: opts.window.max(1),
                     inflight: VecDeque::new(),
                 },
-                Workload::Tactics => Role::Tactics(Bot::default()),
+                Workload::Tactics => Role::Tactics(BotSeat {
+                    brain: TacticsBot::new(n as u64),
+                    ask: None,
+                    place: None,
+                    timer: None,
+                }),
             };
             let client = SimClient {
                 conn_id: n as u64,
