@@ -29,14 +29,34 @@ pub async fn post_json(
     path: &str,
     body: &str,
 ) -> io::Result<(u16, String)> {
+    request(server, source, "POST", path, Some(body)).await
+}
+
+/// `GET path`; returns the status and the body.
+pub async fn get(server: SocketAddr, path: &str) -> io::Result<(u16, String)> {
+    request(server, None, "GET", path, None).await
+}
+
+async fn request(
+    server: SocketAddr,
+    source: Option<IpAddr>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> io::Result<(u16, String)> {
     let mut stream = connect_from(server, source).await?;
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {server}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n");
+    if let Some(body) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    } else {
+        req.push_str("\r\n");
+    }
+    stream.write_all(req.as_bytes()).await?;
     let mut raw = Vec::new();
-    (&mut stream).take(1 << 20).read_to_end(&mut raw).await?;
+    (&mut stream).take(8 << 20).read_to_end(&mut raw).await?;
     parse_response(&raw)
 }
 

@@ -949,7 +949,9 @@ async fn drive(shared: Arc<Shared>, threads: usize) -> Result<WsReport, String> 
             }
             timeline.push(second);
             if let Some(pid) = opts.server_pid {
-                memory.push((live, ProcSample::of(&pid.to_string()).rss_kib));
+                // The server's own count, so several generators fit one line.
+                let open = server_connections(shared.server).await.unwrap_or(live);
+                memory.push((open, ProcSample::of(&pid.to_string()).rss_kib));
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1019,6 +1021,18 @@ async fn drive(shared: Arc<Shared>, threads: usize) -> Result<WsReport, String> 
     };
     r.finish_errors();
     Ok(r)
+}
+
+/// `matchd_connections_open` from the node's `/metrics`.
+async fn server_connections(server: SocketAddr) -> Option<u64> {
+    let (status, text) = http::get(server, "/metrics").await.ok()?;
+    if status != 200 {
+        return None;
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("matchd_connections_open "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
 }
 
 fn errors_now(c: &Counters) -> u64 {
