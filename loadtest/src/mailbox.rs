@@ -557,7 +557,10 @@ impl Actor for SimClient {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(1024);
+        // Roomy: a client thread that the OS stalls for a moment must not be
+        // dropped as a slow consumer; the engine's handling of slow clients
+        // is tested elsewhere, this measures throughput.
+        ctx.set_mailbox_capacity(16 * 1024);
         let addr = self.addr.clone();
         self.join(ctx, addr);
     }
