@@ -29,6 +29,14 @@ pub struct Latency {
 }
 
 impl Latency {
+    /// `p50 … p95 … p99 … max … (n=…)`, in milliseconds.
+    pub fn describe(&self) -> String {
+        format!(
+            "p50 {:.3}  p95 {:.3}  p99 {:.3}  max {:.3}  (n={})",
+            self.p50_ms, self.p95_ms, self.p99_ms, self.max_ms, self.count
+        )
+    }
+
     pub fn of(h: &Histogram<u64>) -> Self {
         if h.is_empty() {
             return Self::default();
@@ -147,21 +155,9 @@ impl MailboxReport {
             "delivered events",
             format!("{} ({:.0}/s)", self.delivered_events, self.delivered_per_s),
         );
-        row(
-            "action latency (ms)",
-            format!(
-                "p50 {:.3}  p95 {:.3}  p99 {:.3}  max {:.3}  (n={})",
-                l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms, l.count
-            ),
-        );
+        row("action latency (ms)", l.describe());
         if q.count > 0 {
-            row(
-                "query latency (ms)",
-                format!(
-                    "p50 {:.3}  p95 {:.3}  p99 {:.3}  max {:.3}  (n={})",
-                    q.p50_ms, q.p95_ms, q.p99_ms, q.max_ms, q.count
-                ),
-            );
+            row("query latency (ms)", q.describe());
         }
         row(
             "rejected",

@@ -292,12 +292,6 @@ impl WsReport {
     pub fn table(&self) -> String {
         let mut out = String::new();
         let mut row = |k: &str, v: String| out.push_str(&format!("  {k:<26} {v}\n"));
-        let lat = |l: &Latency| {
-            format!(
-                "p50 {:.3}  p95 {:.3}  p99 {:.3}  max {:.3}  (n={})",
-                l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms, l.count
-            )
-        };
         row("mode / scenario", format!("ws / {}", self.scenario));
         row("parameters", self.params.to_string());
         row(
@@ -311,7 +305,7 @@ impl WsReport {
                 self.clients_peak, self.connects, self.connects_per_s, self.connect_failures
             ),
         );
-        row("connect latency (ms)", lat(&self.connect_latency));
+        row("connect latency (ms)", self.connect_latency.describe());
         row(
             "actions",
             format!("{} ({:.0}/s)", self.actions, self.actions_per_s),
@@ -320,7 +314,7 @@ impl WsReport {
             "delivered events",
             format!("{} ({:.0}/s)", self.delivered_events, self.delivered_per_s),
         );
-        row("action latency (ms)", lat(&self.action_latency));
+        row("action latency (ms)", self.action_latency.describe());
         row(
             "event stream errors",
             format!(

@@ -5,84 +5,22 @@
 use std::time::Duration;
 
 use matchd_actors::protocol::codec::Encoding;
-use matchd_actors::protocol::{
-    Action, ClientMsg, Event, Query, Reply, Seat, SeatView, ServerMsg, State,
-};
-use matchd_actors::rules::{Game, Outcome, Rejection, Ruleset};
+use matchd_actors::protocol::{Action, ClientMsg, Event, ServerMsg};
+use matchd_actors::rules::Outcome;
 use matchd_actors::Catalog;
 
+use crate::doubles::Scripted;
 use crate::support::{spawn_app_with, Closed, WsClient};
 
 /// A test double whose `mark` takes `delay` (blocking its arbiter, as a
 /// too-expensive ruleset would) and answers with an event of `payload` bytes.
-struct Heavy {
-    name: &'static str,
-    delay: Duration,
-    payload: usize,
-}
-
-struct HeavyGame {
-    delay: Duration,
-    payload: usize,
-}
-
-impl Ruleset for Heavy {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn max_seats(&self) -> u8 {
-        4
-    }
-    fn tick_ms(&self) -> Option<u64> {
-        None
-    }
-    fn new_game(&self, _seed: u64) -> Box<dyn Game> {
-        Box::new(HeavyGame {
-            delay: self.delay,
-            payload: self.payload,
-        })
-    }
-}
-
-impl Game for HeavyGame {
-    fn seat_joined(&mut self, _: Seat) -> Outcome {
-        Outcome::none()
-    }
-    fn seat_left(&mut self, _: Seat) -> Outcome {
-        Outcome::none()
-    }
-    fn accepts_players(&self) -> bool {
-        true
-    }
-    fn apply(&mut self, _: Seat, _: &Action) -> Result<Outcome, Rejection> {
-        std::thread::sleep(self.delay);
+fn heavy(name: &'static str, delay: Duration, payload: usize) -> Scripted {
+    Scripted::new(name, move |_| {
+        std::thread::sleep(delay);
         Ok(Outcome::event(Event::Phase {
-            phase: "x".repeat(self.payload),
+            phase: "x".repeat(payload),
         }))
-    }
-    fn tick(&mut self) -> Outcome {
-        Outcome::none()
-    }
-    fn wants_tick(&self) -> bool {
-        false
-    }
-    fn query(&self, _: Seat, _: &Query) -> Result<Reply, Rejection> {
-        Err(Rejection::new("unknown_query", "no"))
-    }
-    fn cacheable(&self, _: &Query) -> bool {
-        false
-    }
-    fn version(&self) -> u64 {
-        0
-    }
-    fn view(&self, _: Option<Seat>, seats: Vec<SeatView>) -> State {
-        State::Sandbox {
-            width: 0,
-            height: 0,
-            cells: vec![],
-            seats,
-        }
-    }
+    })
 }
 
 fn mark(client_seq: u64) -> ClientMsg {
@@ -110,11 +48,7 @@ async fn round_trip(c: &mut WsClient, client_seq: u64) {
 
 #[actix_rt::test]
 async fn a_full_match_mailbox_answers_busy_and_other_matches_go_on() {
-    let slow = Heavy {
-        name: "slow",
-        delay: Duration::from_millis(20),
-        payload: 1,
-    };
+    let slow = heavy("slow", Duration::from_millis(20), 1);
     let app = spawn_app_with(
         |c| c.engine.match_mailbox = 2,
         Catalog::builtin().with(slow),
@@ -167,11 +101,7 @@ async fn a_full_match_mailbox_answers_busy_and_other_matches_go_on() {
 
 #[actix_rt::test]
 async fn a_client_that_stops_reading_is_closed_with_1008_and_nobody_else_is() {
-    let blob = Heavy {
-        name: "blob",
-        delay: Duration::ZERO,
-        payload: 60 * 1024,
-    };
+    let blob = heavy("blob", Duration::ZERO, 60 * 1024);
     let app = spawn_app_with(
         |c| {
             c.engine.max_outbound_bytes = 256 * 1024;

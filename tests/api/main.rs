@@ -2,6 +2,7 @@
 
 mod backpressure;
 mod bad_input;
+mod doubles;
 mod heartbeat;
 mod http;
 mod panics;

@@ -1,81 +1,23 @@
 use matchd_actors::protocol::codec::Encoding;
-use matchd_actors::protocol::{
-    Action, ClientMsg, Event, Query, Reply, Seat, SeatView, ServerMsg, State,
-};
-use matchd_actors::rules::{Game, Outcome, Rejection, Ruleset};
+use matchd_actors::protocol::{Action, ClientMsg, Event, ServerMsg};
+use matchd_actors::rules::{Outcome, Rejection};
 use matchd_actors::Catalog;
 
+use crate::doubles::Scripted;
 use crate::support::spawn_app_with;
 
 /// A ruleset with a bug: marking (9, 9) panics.
-struct Boom;
-
-struct BoomGame;
-
-impl Ruleset for Boom {
-    fn name(&self) -> &'static str {
-        "boom"
-    }
-    fn max_seats(&self) -> u8 {
-        2
-    }
-    fn tick_ms(&self) -> Option<u64> {
-        None
-    }
-    fn new_game(&self, _seed: u64) -> Box<dyn Game> {
-        Box::new(BoomGame)
-    }
-}
-
-impl Game for BoomGame {
-    fn seat_joined(&mut self, _: Seat) -> Outcome {
-        Outcome::none()
-    }
-    fn seat_left(&mut self, _: Seat) -> Outcome {
-        Outcome::none()
-    }
-    fn accepts_players(&self) -> bool {
-        true
-    }
-    fn apply(&mut self, _: Seat, action: &Action) -> Result<Outcome, Rejection> {
-        match action {
-            Action::Mark { x: 9, y: 9 } => panic!("boom"),
-            Action::Mark { x, y } => Ok(Outcome::event(Event::Marked {
-                x: *x,
-                y: *y,
-                count: 1,
-            })),
-            _ => Err(Rejection::new("unknown_action", "no")),
-        }
-    }
-    fn tick(&mut self) -> Outcome {
-        Outcome::none()
-    }
-    fn wants_tick(&self) -> bool {
-        false
-    }
-    fn query(&self, _: Seat, _: &Query) -> Result<Reply, Rejection> {
-        Err(Rejection::new("unknown_query", "no"))
-    }
-    fn cacheable(&self, _: &Query) -> bool {
-        false
-    }
-    fn version(&self) -> u64 {
-        0
-    }
-    fn view(&self, _: Option<Seat>, seats: Vec<SeatView>) -> State {
-        State::Sandbox {
-            width: 0,
-            height: 0,
-            cells: vec![],
-            seats,
-        }
-    }
+fn boom() -> Scripted {
+    Scripted::new("boom", |action| match action {
+        Action::Mark { x: 9, y: 9 } => panic!("boom"),
+        &Action::Mark { x, y } => Ok(Outcome::event(Event::Marked { x, y, count: 1 })),
+        _ => Err(Rejection::new("unknown_action", "no")),
+    })
 }
 
 #[actix_rt::test]
 async fn a_panicking_ruleset_ends_its_match_cleanly_and_nothing_else() {
-    let app = spawn_app_with(|_| {}, Catalog::builtin().with(Boom));
+    let app = spawn_app_with(|_| {}, Catalog::builtin().with(boom()));
     let doomed = app.create_match("boom").await;
     let healthy = app.create_match("sandbox").await;
 
