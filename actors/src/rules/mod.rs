@@ -109,10 +109,11 @@ pub trait Game: Send {
     fn view(&self, seat: Option<Seat>, seats: Vec<SeatView>) -> State;
 }
 
-/// The rulesets a node can run, by name.
+/// The rulesets a node can run, by name. Cheap to clone (every connection
+/// holds one through its `Engine`): the map is shared.
 #[derive(Clone, Default)]
 pub struct Catalog {
-    rulesets: BTreeMap<&'static str, Arc<dyn Ruleset>>,
+    rulesets: Arc<BTreeMap<&'static str, Arc<dyn Ruleset>>>,
 }
 
 impl Catalog {
@@ -128,7 +129,7 @@ impl Catalog {
     }
 
     pub fn with(mut self, ruleset: impl Ruleset) -> Self {
-        self.rulesets.insert(ruleset.name(), Arc::new(ruleset));
+        Arc::make_mut(&mut self.rulesets).insert(ruleset.name(), Arc::new(ruleset));
         self
     }
 
