@@ -334,7 +334,12 @@ impl Connection {
                 .timeout(std::time::Duration::from_secs(2))
                 .await
         };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+        // `wait`, not `spawn`: the match sends `joined` to this connection
+        // before its answer to `Join` gets here, and a client may act on
+        // `joined` at once; nothing else (frames in, messages) is processed
+        // until the seat is recorded, so that action is not `not_in_match`.
+        // The send has a 2 s timeout, so the wait is bounded.
+        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
             act.joining = false;
             match res {
                 Ok(Ok(ack)) => {
