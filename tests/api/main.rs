@@ -4,6 +4,8 @@ mod bad_input;
 mod heartbeat;
 mod http;
 mod panics;
+mod persistence;
+mod pg;
 mod sandbox;
 mod support;
 mod tactics;
