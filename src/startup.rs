@@ -81,6 +81,9 @@ impl Application {
         .max_connections(config.max_connections_per_worker)
         .backlog(4096)
         .shutdown_timeout(5)
+        // actix-server's own handlers stop the whole System after a signal,
+        // before the writer could drain: `run_until_stopped` handles them.
+        .disable_signals()
         .listen(listener)?
         .run();
         log::info!(
@@ -115,6 +118,12 @@ impl Application {
     /// Serves until the server stops (SIGINT/SIGTERM or `handle().stop()`),
     /// then lets the writer finish its batch and journal what it still holds.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        actix_web::rt::spawn(async move {
+            shutdown_signal().await;
+            log::info!("shutdown signal received; stopping gracefully");
+            handle.stop(true).await;
+        });
         let result = self.server.await;
         match self
             .writer
@@ -126,6 +135,23 @@ impl Application {
             Err(e) => log::warn!("persistence writer did not drain in time: {e}"),
         }
         result
+    }
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    use actix_web::rt::signal;
+    let mut term = match signal::unix::signal(signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("cannot listen for SIGTERM: {e}");
+            let _ = signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 
