@@ -306,7 +306,9 @@ impl MatchSession {
         }
         // History goes to the writer without waiting: it buffers or journals.
         if let (Some(writer), Some(h)) = (&self.persist, history) {
-            writer.do_send(Persist(h));
+            if !h.is_empty() {
+                writer.do_send(Persist(h));
+            }
         }
     }
 
