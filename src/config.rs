@@ -4,8 +4,22 @@
 //! defaults, `matchd --help` and the README table.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
 
+use matchd_actors::journal::FsyncPolicy;
+use matchd_actors::writer::WriterConfig;
 use matchd_actors::EngineConfig;
+
+/// A value that must never reach a log line (database URLs carry passwords).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(redacted)")
+    }
+}
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +41,10 @@ pub struct Config {
     pub max_sessions: usize,
     pub log_format: LogFormat,
     pub engine: EngineConfig,
+    /// The persistence writer (`DATABASE_URL`, data directory, journal).
+    pub persist: WriterConfig,
+    /// Postgres the read API queries (`DATABASE_READ_URL`, else `DATABASE_URL`).
+    pub read_database_url: Option<Secret>,
 }
 
 /// One setting: variable, default, meaning.
@@ -138,6 +156,76 @@ pub const SETTINGS: &[Setting] = &[
         help: "anonymous sessions kept at most",
     },
     Setting {
+        var: "DATABASE_URL",
+        default: "(none: the journal is the store)",
+        help: "Postgres for match history, e.g. `postgres://user:pass@host:5432/matchd`",
+    },
+    Setting {
+        var: "DATABASE_READ_URL",
+        default: "(DATABASE_URL)",
+        help: "Postgres (may be a replica) behind the read API",
+    },
+    Setting {
+        var: "MATCHD_DATA_DIR",
+        default: "./data",
+        help: "directory of the journal (`journal.log`) and `dead-letter.log`, relative to the working directory",
+    },
+    Setting {
+        var: "MATCHD_WRITER_FLUSH_MS",
+        default: "5",
+        help: "the writer flushes its buffer at least this often",
+    },
+    Setting {
+        var: "MATCHD_WRITER_BATCH_ROWS",
+        default: "5000",
+        help: "records per batch (one transaction); a full batch flushes at once",
+    },
+    Setting {
+        var: "MATCHD_WRITER_BUFFER_ROWS",
+        default: "100000",
+        help: "records buffered in memory at most; beyond, they go to the journal",
+    },
+    Setting {
+        var: "MATCHD_WRITER_RETRIES",
+        default: "3",
+        help: "attempts per batch before it goes to the journal",
+    },
+    Setting {
+        var: "MATCHD_WRITER_BACKOFF_MS",
+        default: "50",
+        help: "first retry delay; doubles per attempt up to 2 s, with jitter",
+    },
+    Setting {
+        var: "MATCHD_DB_POOL_SIZE",
+        default: "2",
+        help: "connections of the writer's pool, and of each HTTP worker's read pool",
+    },
+    Setting {
+        var: "MATCHD_DB_TIMEOUT_MS",
+        default: "5000",
+        help: "connect, pool wait and statement timeout",
+    },
+    Setting {
+        var: "MATCHD_JOURNAL_FSYNC",
+        default: "always",
+        help: "`always` (fdatasync every appended batch), `periodic` (every MATCHD_JOURNAL_FSYNC_MS) or `never`",
+    },
+    Setting {
+        var: "MATCHD_JOURNAL_FSYNC_MS",
+        default: "1000",
+        help: "interval of the `periodic` fsync policy",
+    },
+    Setting {
+        var: "MATCHD_BREAKER_FAILURES",
+        default: "3",
+        help: "consecutive failed database attempts that open the circuit breaker",
+    },
+    Setting {
+        var: "MATCHD_BREAKER_OPEN_MS",
+        default: "1000",
+        help: "the open breaker waits this long before one probe (half-open)",
+    },
+    Setting {
         var: "MATCHD_LOG_FORMAT",
         default: "text",
         help: "`text` for people, `json` for one JSON object per line",
@@ -233,6 +321,38 @@ impl Config {
             max_outbound_bytes: size("MATCHD_MAX_OUTBOUND_BYTES", d.max_outbound_bytes)?,
             max_matches: size("MATCHD_MAX_MATCHES", d.max_matches)?,
         };
+        let w = WriterConfig::default();
+        let fsync_ms = num("MATCHD_JOURNAL_FSYNC_MS", 1000)?;
+        let fsync_name = get("MATCHD_JOURNAL_FSYNC").unwrap_or_else(|| "always".into());
+        let fsync = FsyncPolicy::parse(&fsync_name, Duration::from_millis(fsync_ms)).ok_or(
+            ConfigError::Invalid {
+                var: "MATCHD_JOURNAL_FSYNC",
+                value: fsync_name.clone(),
+                expected: "fsync policy (always, periodic or never)",
+            },
+        )?;
+        let database_url = get("DATABASE_URL");
+        let persist = WriterConfig {
+            database_url: database_url.clone(),
+            data_dir: get("MATCHD_DATA_DIR").map_or(w.data_dir, PathBuf::from),
+            flush_ms: num("MATCHD_WRITER_FLUSH_MS", w.flush_ms)?,
+            batch_rows: size("MATCHD_WRITER_BATCH_ROWS", w.batch_rows)?,
+            buffer_rows: size("MATCHD_WRITER_BUFFER_ROWS", w.buffer_rows)?,
+            pool_size: size("MATCHD_DB_POOL_SIZE", w.pool_size)?,
+            db_timeout_ms: num("MATCHD_DB_TIMEOUT_MS", w.db_timeout_ms)?,
+            fsync,
+            breaker_failures: num("MATCHD_BREAKER_FAILURES", w.breaker_failures as u64)?
+                .min(u32::MAX as u64) as u32,
+            breaker_open_ms: num("MATCHD_BREAKER_OPEN_MS", w.breaker_open_ms)?,
+            retries: num("MATCHD_WRITER_RETRIES", w.retries as u64)?.min(u32::MAX as u64) as u32,
+            backoff_ms: num("MATCHD_WRITER_BACKOFF_MS", w.backoff_ms)?,
+        };
+        if fsync_ms == 0 {
+            return Err(ConfigError::Inconsistent(
+                "MATCHD_JOURNAL_FSYNC_MS must be greater than 0".into(),
+            ));
+        }
+        let read_database_url = get("DATABASE_READ_URL").or(database_url).map(Secret);
         let config = Config {
             bind: get("MATCHD_BIND").unwrap_or_else(|| "127.0.0.1:8080".into()),
             workers: size("MATCHD_WORKERS", 0)?,
@@ -240,6 +360,8 @@ impl Config {
             max_sessions: size("MATCHD_MAX_SESSIONS", 1_000_000)?,
             log_format,
             engine,
+            persist,
+            read_database_url,
         };
         config.validate()?;
         Ok(config)
@@ -264,6 +386,21 @@ impl Config {
                 "MATCHD_MAX_CONNECTIONS_PER_WORKER",
                 self.max_connections_per_worker,
             ),
+            ("MATCHD_WRITER_FLUSH_MS", self.persist.flush_ms as usize),
+            ("MATCHD_WRITER_BATCH_ROWS", self.persist.batch_rows),
+            ("MATCHD_WRITER_BUFFER_ROWS", self.persist.buffer_rows),
+            ("MATCHD_WRITER_RETRIES", self.persist.retries as usize),
+            ("MATCHD_WRITER_BACKOFF_MS", self.persist.backoff_ms as usize),
+            ("MATCHD_DB_POOL_SIZE", self.persist.pool_size),
+            ("MATCHD_DB_TIMEOUT_MS", self.persist.db_timeout_ms as usize),
+            (
+                "MATCHD_BREAKER_FAILURES",
+                self.persist.breaker_failures as usize,
+            ),
+            (
+                "MATCHD_BREAKER_OPEN_MS",
+                self.persist.breaker_open_ms as usize,
+            ),
         ];
         for (var, v) in positive {
             if v == 0 {
@@ -276,6 +413,12 @@ impl Config {
             return Err(ConfigError::Inconsistent(format!(
                 "MATCHD_HEARTBEAT_MS ({}) must be below MATCHD_CLIENT_TIMEOUT_MS ({})",
                 e.heartbeat_ms, e.client_timeout_ms
+            )));
+        }
+        if self.persist.buffer_rows < self.persist.batch_rows {
+            return Err(ConfigError::Inconsistent(format!(
+                "MATCHD_WRITER_BUFFER_ROWS ({}) must be at least MATCHD_WRITER_BATCH_ROWS ({})",
+                self.persist.buffer_rows, self.persist.batch_rows
             )));
         }
         if self.bind.parse::<std::net::SocketAddr>().is_err() {
@@ -292,7 +435,9 @@ impl Config {
     pub fn help() -> String {
         let mut out = String::from(
             "matchd: actor-based realtime match server\n\n\
-             USAGE: matchd [--help | --version]\n\n\
+             USAGE: matchd [--help | --version]        serve (the default)\n\
+             \x20      matchd migrate                     apply schema/ migrations to DATABASE_URL\n\
+             \x20      matchd journal import [PATH]       load a journal (default $MATCHD_DATA_DIR/journal.log) into DATABASE_URL\n\n\
              Configuration comes from environment variables:\n\n",
         );
         for s in SETTINGS {
@@ -337,6 +482,36 @@ mod tests {
         assert!(with(&[("MATCHD_BIND", "nowhere")]).is_err());
         assert!(with(&[("MATCHD_LOG_FORMAT", "xml")]).is_err());
         assert!(with(&[("MATCHD_RING_BUFFER", "0")]).is_err());
+        assert!(with(&[("MATCHD_JOURNAL_FSYNC", "sometimes")]).is_err());
+        assert!(with(&[("MATCHD_WRITER_BATCH_ROWS", "0")]).is_err());
+        assert!(with(&[("MATCHD_WRITER_BUFFER_ROWS", "10")]).is_err());
+    }
+
+    #[test]
+    fn persistence_settings() {
+        let c = with(&[]).expect("defaults");
+        assert_eq!(c.persist.database_url, None);
+        assert_eq!(c.read_database_url, None);
+        assert_eq!(c.persist.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.persist.fsync, FsyncPolicy::Always);
+        let c = with(&[
+            ("DATABASE_URL", "postgres://u:secret@h/db"),
+            ("MATCHD_JOURNAL_FSYNC", "periodic"),
+            ("MATCHD_JOURNAL_FSYNC_MS", "250"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.read_database_url,
+            Some(Secret("postgres://u:secret@h/db".into())),
+            "reads default to the primary"
+        );
+        assert_eq!(
+            c.persist.fsync,
+            FsyncPolicy::Periodic(Duration::from_millis(250))
+        );
+        assert!(!format!("{c:?}").contains("secret"), "never printed");
+        let c = with(&[("DATABASE_URL", "a"), ("DATABASE_READ_URL", "b")]).expect("valid");
+        assert_eq!(c.read_database_url, Some(Secret("b".into())));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The matchd server: configuration, HTTP routes, WebSocket upgrade, metrics
 //! exporter, start-up. The engine itself lives in the `matchd-actors` crate.
 
+pub mod cli;
 pub mod config;
 pub mod routes;
 pub mod sessions;

@@ -1,6 +1,7 @@
 //! `matchd`: loads the configuration, sets up logging and metrics, builds the
-//! node and waits for it to stop.
+//! node and waits for it to stop; or runs one maintenance sub-command.
 
+use matchd::cli::{self, Command};
 use matchd::config::Config;
 use matchd::startup::{raise_file_limit, Application};
 use matchd::telemetry;
@@ -9,20 +10,23 @@ use matchd_actors::Catalog;
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("--help" | "-h") => {
+    let command = match Command::parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("matchd: {e}\n\n{}", Config::help());
+            std::process::exit(2);
+        }
+    };
+    match command {
+        Command::Help => {
             print!("{}", Config::help());
             return Ok(());
         }
-        Some("--version" | "-V") => {
+        Command::Version => {
             println!("matchd {}", env!("CARGO_PKG_VERSION"));
             return Ok(());
         }
-        Some(other) => {
-            eprintln!("matchd: unknown argument {other:?}\n\n{}", Config::help());
-            std::process::exit(2);
-        }
-        None => {}
+        _ => {}
     }
     let config = match Config::from_env() {
         Ok(c) => c,
@@ -32,7 +36,18 @@ async fn main() -> std::io::Result<()> {
         }
     };
     telemetry::init_logging(config.log_format);
-    raise_file_limit();
-    let app = Application::build(config, Catalog::builtin())?;
-    app.run_until_stopped().await
+    let done = match command {
+        Command::Migrate => cli::migrate(&config).await,
+        Command::ImportJournal(path) => cli::import_journal(&config, path).await,
+        _ => {
+            raise_file_limit();
+            let app = Application::build(config, Catalog::builtin())?;
+            return app.run_until_stopped().await;
+        }
+    };
+    if let Err(e) = done {
+        eprintln!("matchd: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
 }

@@ -1,8 +1,9 @@
 //! HTTP routes. Every error leaves through [`ApiError`], the one place the
 //! HTTP layer maps errors to `{"error":{"code","message"}}`.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use actix::Addr;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
@@ -12,6 +13,8 @@ use matchd_actors::connection::Connection;
 use matchd_actors::metrics as m;
 use matchd_actors::protocol::codec::Encoding;
 use matchd_actors::registry::{EngineError, MatchEntry};
+use matchd_actors::store::{PlayerStats, Store, StoreError, StoredMatch};
+use matchd_actors::writer::{BreakerState, GetWriterStats, PersistenceWriter};
 use matchd_actors::Engine;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
@@ -25,8 +28,18 @@ pub enum ApiError {
     InvalidBody(String),
     #[error("match id must be a positive integer, got {0:?}")]
     InvalidMatchId(String),
-    #[error("no live match with id {0}")]
+    #[error("no match with id {0}")]
     MatchNotFound(u64),
+    #[error("player id must be a positive integer, got {0:?}")]
+    InvalidPlayerId(String),
+    #[error("no stats for player {0}")]
+    PlayerNotFound(u64),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("match history needs a database and none is configured (DATABASE_URL)")]
+    DatabaseNotConfigured,
+    #[error("the match history database is not answering; try again later")]
+    DatabaseUnavailable,
     #[error("a valid session token is required (Authorization: Bearer or ?token=)")]
     Unauthorized,
     #[error("unknown encoding {0:?}; use json or bincode")]
@@ -49,6 +62,11 @@ impl ApiError {
             ApiError::InvalidBody(_) => "invalid_body",
             ApiError::InvalidMatchId(_) => "invalid_match_id",
             ApiError::MatchNotFound(_) => "match_not_found",
+            ApiError::InvalidPlayerId(_) => "invalid_player_id",
+            ApiError::PlayerNotFound(_) => "player_not_found",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::DatabaseNotConfigured => "database_not_configured",
+            ApiError::DatabaseUnavailable => "database_unavailable",
             ApiError::Unauthorized => "unauthorized",
             ApiError::InvalidEncoding(_) => "invalid_encoding",
             ApiError::WebSocketRequired => "websocket_required",
@@ -71,18 +89,33 @@ struct ErrorDetail<'a> {
     message: String,
 }
 
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        // The detail is for operators; clients get a stable code.
+        log::warn!("read API: database error: {e}");
+        ApiError::DatabaseUnavailable
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::InvalidBody(_)
             | ApiError::InvalidMatchId(_)
             | ApiError::InvalidEncoding(_)
+            | ApiError::InvalidPlayerId(_)
+            | ApiError::InvalidQuery(_)
             | ApiError::WebSocketRequired => StatusCode::BAD_REQUEST,
             ApiError::Engine(EngineError::UnknownRuleset(_)) => StatusCode::BAD_REQUEST,
-            ApiError::MatchNotFound(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MatchNotFound(_) | ApiError::PlayerNotFound(_) | ApiError::NotFound => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::TooManySessions | ApiError::Engine(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManySessions
+            | ApiError::Engine(_)
+            | ApiError::DatabaseNotConfigured
+            | ApiError::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -102,6 +135,18 @@ pub struct AppState {
     pub sessions: Sessions,
     pub metrics: PrometheusHandle,
     pub started: Instant,
+    pub writer: Addr<PersistenceWriter>,
+}
+
+/// The read pool of one HTTP worker (`DATABASE_READ_URL`, else
+/// `DATABASE_URL`); `None` when no database is configured. Each worker builds
+/// its own so connections live on that worker's runtime.
+pub struct Reads(pub Option<Store>);
+
+impl Reads {
+    fn store(&self) -> Result<&Store, ApiError> {
+        self.0.as_ref().ok_or(ApiError::DatabaseNotConfigured)
+    }
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -125,6 +170,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/v1/matches/{id}")
             .route(web::get().to(get_match))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/matches/{id}/events")
+            .route(web::get().to(match_events))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/players/{id}/stats")
+            .route(web::get().to(player_stats))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/leaderboard")
+            .route(web::get().to(leaderboard))
             .default_service(not_allowed()),
     )
     .service(
@@ -174,7 +234,8 @@ async fn create_match(
     }))
 }
 
-/// A live match as the HTTP API shows it.
+/// A match as the HTTP API shows it: live from the node, or ended from the
+/// database (then with `ended_at_ms`, `result` and `players`).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct MatchSummary {
     pub match_id: u64,
@@ -186,6 +247,21 @@ pub struct MatchSummary {
     pub joinable: bool,
     pub node_id: String,
     pub created_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<matchd_actors::protocol::MatchResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub players: Option<Vec<PlayerInMatch>>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct PlayerInMatch {
+    pub seat: u8,
+    pub player_id: u64,
+    /// `win`, `loss`, `draw`, or absent (no contest, or not ended).
+    #[serde(default)]
+    pub outcome: Option<String>,
 }
 
 fn summary(e: &MatchEntry, node_id: &str) -> MatchSummary {
@@ -204,6 +280,36 @@ fn summary(e: &MatchEntry, node_id: &str) -> MatchSummary {
             .created_at
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
+        ended_at_ms: None,
+        result: None,
+        players: None,
+    }
+}
+
+fn stored_summary(m: StoredMatch, engine: &Engine) -> MatchSummary {
+    let max_seats = engine.catalog.get(&m.ruleset).map_or(0, |r| r.max_seats());
+    MatchSummary {
+        match_id: m.match_id,
+        seats_taken: m.players.len().min(u8::MAX as usize) as u8,
+        max_seats,
+        ruleset: m.ruleset,
+        status: m.status,
+        connected: 0,
+        joinable: false,
+        node_id: m.node_id,
+        created_at_ms: m.created_at_ms,
+        ended_at_ms: m.ended_at_ms,
+        result: m.result,
+        players: Some(
+            m.players
+                .into_iter()
+                .map(|p| PlayerInMatch {
+                    seat: p.seat,
+                    player_id: p.player_id,
+                    outcome: p.outcome,
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -223,16 +329,168 @@ async fn list_matches(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(MatchList { matches })
 }
 
+fn parse_match_id(raw: String) -> Result<u64, ApiError> {
+    match raw.parse::<u64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(ApiError::InvalidMatchId(raw)),
+    }
+}
+
+/// A live match from this node; otherwise the stored one. Without a database
+/// an unknown id stays a plain 404 (this node has never heard of it).
 async fn get_match(
     state: web::Data<AppState>,
+    reads: web::Data<Reads>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_match_id(path.into_inner())?;
+    if let Some(entry) = state.engine.lookup(id) {
+        return Ok(HttpResponse::Ok().json(summary(&entry, &state.engine.cfg.node_id)));
+    }
+    let Some(store) = reads.0.as_ref() else {
+        return Err(ApiError::MatchNotFound(id));
+    };
+    let stored = store
+        .get_match(id)
+        .await?
+        .ok_or(ApiError::MatchNotFound(id))?;
+    Ok(HttpResponse::Ok().json(stored_summary(stored, &state.engine)))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+fn query_num(name: &str, raw: Option<&str>, default: u64, max: u64) -> Result<u64, ApiError> {
+    match raw {
+        None => Ok(default),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n <= max => Ok(n),
+            _ => Err(ApiError::InvalidQuery(format!(
+                "{name} must be an integer from 0 to {max}, got {v:?}"
+            ))),
+        },
+    }
+}
+
+/// One stored event, for replays.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub seq: u64,
+    #[serde(default)]
+    pub seat: Option<u8>,
+    pub at_ms: u64,
+    pub event: matchd_actors::protocol::Event,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct EventPage {
+    pub match_id: u64,
+    pub events: Vec<EventRecord>,
+    /// Pass as `after` to get the next page; absent when this page was short.
+    #[serde(default)]
+    pub next_after: Option<u64>,
+}
+
+/// Most events one page returns.
+pub const MAX_EVENT_PAGE: u64 = 1000;
+
+async fn match_events(
+    reads: web::Data<Reads>,
+    path: web::Path<String>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_match_id(path.into_inner())?;
+    let after = query_num("after", query.after.as_deref(), 0, i64::MAX as u64)?;
+    let limit = query_num("limit", query.limit.as_deref(), 100, MAX_EVENT_PAGE)?.max(1);
+    let store = reads.store()?;
+    let rows = store.events(id, after, limit as u32).await?;
+    if rows.is_empty() && store.get_match(id).await?.is_none() {
+        return Err(ApiError::MatchNotFound(id));
+    }
+    let events: Vec<EventRecord> = rows
+        .into_iter()
+        .filter_map(|r| {
+            let event = serde_json::from_str(&r.payload)
+                .map_err(|e| log::error!(match_id = id, seq = r.seq; "stored event does not decode: {e}"))
+                .ok()?;
+            Some(EventRecord {
+                seq: r.seq,
+                seat: r.seat,
+                at_ms: r.at_ms,
+                event,
+            })
+        })
+        .collect();
+    let next_after = (events.len() as u64 == limit)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    Ok(HttpResponse::Ok().json(EventPage {
+        match_id: id,
+        events,
+        next_after,
+    }))
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct StatsBody {
+    pub player_id: u64,
+    pub wins: u32,
+    pub losses: u32,
+    pub draws: u32,
+    pub rating: f64,
+}
+
+impl From<PlayerStats> for StatsBody {
+    fn from(s: PlayerStats) -> Self {
+        Self {
+            player_id: s.player_id,
+            wins: s.wins,
+            losses: s.losses,
+            draws: s.draws,
+            rating: s.rating,
+        }
+    }
+}
+
+async fn player_stats(
+    reads: web::Data<Reads>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
-    let id: u64 = raw
-        .parse()
-        .map_err(|_| ApiError::InvalidMatchId(raw.clone()))?;
-    let entry = state.engine.lookup(id).ok_or(ApiError::MatchNotFound(id))?;
-    Ok(HttpResponse::Ok().json(summary(&entry, &state.engine.cfg.node_id)))
+    let id = match raw.parse::<u64>() {
+        Ok(id) if id > 0 => id,
+        _ => return Err(ApiError::InvalidPlayerId(raw)),
+    };
+    let stats = reads
+        .store()?
+        .player_stats(id)
+        .await?
+        .ok_or(ApiError::PlayerNotFound(id))?;
+    Ok(HttpResponse::Ok().json(StatsBody::from(stats)))
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Leaderboard {
+    pub players: Vec<StatsBody>,
+}
+
+#[derive(Deserialize)]
+struct LimitQuery {
+    limit: Option<String>,
+}
+
+async fn leaderboard(
+    reads: web::Data<Reads>,
+    query: web::Query<LimitQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query_num("limit", query.limit.as_deref(), 10, 100)?.max(1);
+    let players = reads.store()?.leaderboard(limit as u32).await?;
+    Ok(HttpResponse::Ok().json(Leaderboard {
+        players: players.into_iter().map(StatsBody::from).collect(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -274,7 +532,43 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn ready(state: web::Data<AppState>) -> HttpResponse {
+/// The database check of `/ready`: informational, it does not make the node
+/// unready, because matches go on and their history waits in the journal.
+async fn database_check(state: &AppState, reads: &Reads) -> serde_json::Value {
+    let writer = state
+        .writer
+        .send(GetWriterStats)
+        .timeout(Duration::from_secs(1))
+        .await
+        .ok();
+    let read_ok = match reads.0.as_ref() {
+        None => None,
+        Some(store) => Some(
+            actix_web::rt::time::timeout(Duration::from_secs(1), store.ping())
+                .await
+                .is_ok_and(|r| r.is_ok()),
+        ),
+    };
+    let configured = writer.as_ref().is_some_and(|w| w.database);
+    let write_ok = writer
+        .as_ref()
+        .map(|w| w.database && w.last_error.is_none() && w.breaker == BreakerState::Closed);
+    serde_json::json!({
+        "configured": configured,
+        "ok": configured && write_ok == Some(true) && read_ok != Some(false),
+        "read_ok": read_ok,
+        "writer": writer.map(|w| serde_json::json!({
+            "breaker": w.breaker.as_str(),
+            "queue_depth": w.queue_depth,
+            "journal_bytes_pending": w.journal_bytes_pending,
+            "rows_written": w.rows_written,
+            "rows_journaled": w.rows_journaled,
+            "last_error": w.last_error,
+        })),
+    })
+}
+
+async fn ready(state: web::Data<AppState>, reads: web::Data<Reads>) -> HttpResponse {
     let (ok, detail) = match state.engine.stats().await {
         Ok(stats) => (
             true,
@@ -291,7 +585,7 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
         "ready": ok,
         "node_id": state.engine.cfg.node_id,
         "uptime_s": state.started.elapsed().as_secs(),
-        "checks": { "registry": detail },
+        "checks": { "registry": detail, "database": database_check(&state, &reads).await },
     });
     let status = if ok {
         StatusCode::OK

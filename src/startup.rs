@@ -1,15 +1,18 @@
-//! Builds the node: engine, HTTP server, metrics upkeep.
+//! Builds the node: persistence writer, engine, HTTP server, metrics upkeep.
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use actix::{Addr, Arbiter};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
+use matchd_actors::store::Store;
+use matchd_actors::writer::{PersistenceWriter, SpillWriter};
 use matchd_actors::{Catalog, Engine};
 
 use crate::config::Config;
-use crate::routes::{self, AppState};
+use crate::routes::{self, AppState, Reads};
 use crate::sessions::Sessions;
 use crate::telemetry;
 
@@ -18,6 +21,8 @@ pub struct Application {
     server: Server,
     port: u16,
     engine: Engine,
+    writer: Addr<PersistenceWriter>,
+    _writer_arbiter: Arbiter,
 }
 
 impl Application {
@@ -27,13 +32,24 @@ impl Application {
         let listener = TcpListener::bind(&config.bind)?;
         let port = listener.local_addr()?.port();
         let metrics = telemetry::metrics_handle();
-        let engine = Engine::start(config.engine.clone(), catalog);
+        // The writer first: matches hand it their history from their start.
+        let (writer, writer_arbiter) = PersistenceWriter::start(config.persist.clone());
+        let engine = Engine::start_with(
+            config.engine.clone(),
+            catalog,
+            Some(writer.clone().recipient()),
+        );
         let state = web::Data::new(AppState {
             engine: engine.clone(),
             sessions: Sessions::new(config.max_sessions),
             metrics: metrics.clone(),
             started: Instant::now(),
+            writer: writer.clone(),
         });
+        let read_cfg = config
+            .read_database_url
+            .as_ref()
+            .map(|url| config.persist.store_config(&url.0));
         // Histograms keep growing unless upkeep runs (metrics-rs#467).
         actix_web::rt::spawn(async move {
             let mut every = actix_web::rt::time::interval(Duration::from_secs(5));
@@ -48,8 +64,16 @@ impl Application {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         };
         let server = HttpServer::new(move || {
+            // One read pool per worker, so its connections live on the
+            // worker's own runtime.
+            let reads = Reads(read_cfg.as_ref().and_then(|cfg| {
+                Store::new(cfg)
+                    .map_err(|e| log::error!("DATABASE_READ_URL unusable: {e}"))
+                    .ok()
+            }));
             App::new()
                 .app_data(state.clone())
+                .app_data(web::Data::new(reads))
                 .wrap(from_fn(routes::observe))
                 .configure(routes::configure)
         })
@@ -60,6 +84,9 @@ impl Application {
         .max_connections(config.max_connections_per_worker)
         .backlog(4096)
         .shutdown_timeout(5)
+        // actix-server's own handlers stop the whole System after a signal,
+        // before the writer could drain: `run_until_stopped` handles them.
+        .disable_signals()
         .listen(listener)?
         .run();
         log::info!(
@@ -70,6 +97,8 @@ impl Application {
             server,
             port,
             engine,
+            writer,
+            _writer_arbiter: writer_arbiter,
         })
     }
 
@@ -85,9 +114,47 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until the server stops (SIGINT/SIGTERM or `handle().stop()`).
+    pub fn writer(&self) -> &Addr<PersistenceWriter> {
+        &self.writer
+    }
+
+    /// Serves until the server stops (SIGINT/SIGTERM or `handle().stop()`),
+    /// then lets the writer finish its batch and journal what it still holds.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let handle = self.server.handle();
+        actix_web::rt::spawn(async move {
+            shutdown_signal().await;
+            log::info!("shutdown signal received; stopping gracefully");
+            handle.stop(true).await;
+        });
+        let result = self.server.await;
+        match self
+            .writer
+            .send(SpillWriter)
+            .timeout(Duration::from_secs(10))
+            .await
+        {
+            Ok(()) => log::info!("persistence writer drained"),
+            Err(e) => log::warn!("persistence writer did not drain in time: {e}"),
+        }
+        result
+    }
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    use actix_web::rt::signal;
+    let mut term = match signal::unix::signal(signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("cannot listen for SIGTERM: {e}");
+            let _ = signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

@@ -371,6 +371,10 @@ impl Connection {
                 .timeout(std::time::Duration::from_secs(2))
                 .await
         };
+        // `spawn`, not `wait`: frames keep flowing while the match answers.
+        // The seat is taken from `ToConn::Joined`, which arrives in order
+        // with the match's frames, so an action sent the moment the client
+        // reads `joined` finds the connection seated.
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.joining = false;
             match res {

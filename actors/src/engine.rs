@@ -12,6 +12,7 @@ use crate::registry::{
     CreateMatch, Directory, EngineError, GetStats, MatchEntry, QuickJoin, Registry, RegistryStats,
 };
 use crate::rules::Catalog;
+use crate::writer::Persist;
 
 /// How long a caller waits for the registry before answering `engine_unavailable`.
 const REGISTRY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -28,9 +29,21 @@ impl Engine {
     /// Starts the registry (and through it the arbiters and cache shards) on
     /// the current arbiter. Call from inside a running actix `System`.
     pub fn start(cfg: EngineConfig, catalog: Catalog) -> Self {
+        Self::start_with(cfg, catalog, None)
+    }
+
+    /// Like [`Engine::start`], with every match's history sent to `persist`
+    /// (the node's `PersistenceWriter`).
+    pub fn start_with(
+        cfg: EngineConfig,
+        catalog: Catalog,
+        persist: Option<Recipient<Persist>>,
+    ) -> Self {
         let cfg = Arc::new(cfg);
         let directory = Directory::default();
-        let registry = Registry::new(cfg.clone(), catalog.clone(), directory.clone()).start();
+        let registry = Registry::new(cfg.clone(), catalog.clone(), directory.clone())
+            .with_persist(persist)
+            .start();
         Self {
             registry,
             directory,

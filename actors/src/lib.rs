@@ -5,17 +5,22 @@
 //! per core with a [`validation_cache::ValidationCache`] shard each and
 //! places every [`match_session::MatchSession`] on one of them.
 //! [`connection::Connection`] actors live on the HTTP workers and talk to
-//! their match directly.
+//! their match directly. The [`writer::PersistenceWriter`] (one per node,
+//! on its own Arbiter) receives every match's history and makes it durable
+//! in Postgres or the local [`journal`].
 
 pub mod config;
 pub mod connection;
 pub mod engine;
+pub mod journal;
 pub mod match_session;
 pub mod metrics;
 pub mod protocol;
 pub mod registry;
 pub mod rules;
+pub mod store;
 pub mod validation_cache;
+pub mod writer;
 
 pub use config::EngineConfig;
 pub use engine::Engine;

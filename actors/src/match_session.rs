@@ -27,6 +27,7 @@ use crate::protocol::{
 use crate::registry::{MatchInfo, MatchStopped};
 use crate::rules::{Game, Outcome, Rejection, Ruleset};
 use crate::validation_cache::{CacheHandle, CacheKey};
+use crate::writer::{unix_ms, Persist, Record};
 
 /// Take a seat (or take back the seat this player already holds).
 #[derive(Message)]
@@ -148,6 +149,7 @@ pub struct MatchSession {
     precomputed: Option<u64>,
     /// Seats dropped as too slow, not yet announced to the others.
     dropped: Vec<Seat>,
+    persist: Option<Recipient<Persist>>,
 }
 
 /// Everything a new match needs.
@@ -158,6 +160,8 @@ pub struct MatchSpec {
     pub info: Arc<MatchInfo>,
     pub cfg: Arc<EngineConfig>,
     pub registry: Recipient<MatchStopped>,
+    /// The node's persistence writer; `None` keeps no history.
+    pub persist: Option<Recipient<Persist>>,
 }
 
 impl MatchSession {
@@ -186,6 +190,7 @@ impl MatchSession {
             metrics,
             precomputed: None,
             dropped: Vec::new(),
+            persist: spec.persist,
         }
     }
 
@@ -292,6 +297,10 @@ impl MatchSession {
 
     /// Numbers, records and broadcasts events; the hot path.
     fn broadcast(&mut self, actor_seat: Option<Seat>, events: Vec<Event>) {
+        let mut history = self
+            .persist
+            .as_ref()
+            .map(|_| Vec::with_capacity(events.len()));
         for event in events {
             self.seq += 1;
             let msg = ServerMsg::Event {
@@ -318,12 +327,29 @@ impl MatchSession {
                 seq, seat, event, ..
             } = msg
             {
+                if let Some(h) = history.as_mut() {
+                    let at_ms = unix_ms(std::time::SystemTime::now());
+                    let (match_id, event) = (self.id, event.clone());
+                    h.push(Record::Event {
+                        match_id,
+                        seq,
+                        seat,
+                        at_ms,
+                        event,
+                    });
+                }
                 if self.ring.len() >= self.cfg.ring_buffer.max(1) {
                     self.ring.pop_front();
                 }
                 self.ring.push_back(Recorded { seq, seat, event });
             }
             self.metrics.events.increment(1);
+        }
+        // History goes to the writer without waiting: it buffers or journals.
+        if let (Some(writer), Some(h)) = (&self.persist, history) {
+            if !h.is_empty() {
+                writer.do_send(Persist(h));
+            }
         }
         self.announce_dropped();
     }
@@ -462,6 +488,18 @@ impl MatchSession {
                 });
             }
         }
+        if let Some(writer) = &self.persist {
+            writer.do_send(Persist(vec![Record::MatchEnded {
+                match_id: self.id,
+                ruleset: self.ruleset.name().into(),
+                node_id: self.cfg.node_id.clone(),
+                created_at_ms: unix_ms(self.info.created_at),
+                ended_at_ms: unix_ms(std::time::SystemTime::now()),
+                last_seq: self.seq - 1,
+                result: result.clone(),
+                players: Vec::new(), // the writer knows who sat here
+            }]));
+        }
         log::info!(match_id = self.id, ruleset = self.ruleset.name(), reason = result.reason.as_str(), seq = self.seq; "match ended");
         metrics::counter!(m::MATCHES_ENDED, "ruleset" => self.ruleset.name(), "reason" => result.reason.clone())
             .increment(1);
@@ -554,6 +592,14 @@ impl Actor for MatchSession {
         ctx.set_mailbox_capacity(self.cfg.match_mailbox);
         ctx.run_interval(Duration::from_millis(250), |act, ctx| act.housekeeping(ctx));
         self.update_counts();
+        if let Some(writer) = &self.persist {
+            writer.do_send(Persist(vec![Record::MatchCreated {
+                match_id: self.id,
+                ruleset: self.ruleset.name().into(),
+                node_id: self.cfg.node_id.clone(),
+                created_at_ms: unix_ms(self.info.created_at),
+            }]));
+        }
         log::info!(match_id = self.id, ruleset = self.ruleset.name(); "match started");
     }
 

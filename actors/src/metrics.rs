@@ -29,6 +29,16 @@ pub const MAILBOX_FULL: &str = "matchd_mailbox_send_failures_total";
 pub const SLOW_CLIENTS: &str = "matchd_slow_client_disconnects_total";
 pub const HEARTBEAT_TIMEOUTS: &str = "matchd_heartbeat_timeouts_total";
 pub const HTTP_SECONDS: &str = "matchd_http_request_duration_seconds";
+pub const WRITER_QUEUE: &str = "matchd_writer_queue_depth";
+pub const WRITER_BATCH_ROWS: &str = "matchd_writer_batch_rows";
+pub const WRITER_FLUSH_SECONDS: &str = "matchd_writer_flush_duration_seconds";
+pub const WRITER_ROWS: &str = "matchd_writer_rows_written_total";
+pub const WRITER_RETRIES: &str = "matchd_writer_retries_total";
+pub const WRITER_DEAD_LETTER: &str = "matchd_writer_dead_letter_rows_total";
+pub const WRITER_BREAKER: &str = "matchd_writer_breaker_state";
+pub const JOURNAL_PENDING: &str = "matchd_journal_bytes_pending";
+pub const JOURNAL_ROWS: &str = "matchd_journal_rows_appended_total";
+pub const JOURNAL_TORN: &str = "matchd_journal_torn_tails_total";
 
 /// Every metric name above; the README's metrics table must list each one.
 pub const ALL: &[&str] = &[
@@ -54,6 +64,16 @@ pub const ALL: &[&str] = &[
     SLOW_CLIENTS,
     HEARTBEAT_TIMEOUTS,
     HTTP_SECONDS,
+    WRITER_QUEUE,
+    WRITER_BATCH_ROWS,
+    WRITER_FLUSH_SECONDS,
+    WRITER_ROWS,
+    WRITER_RETRIES,
+    WRITER_DEAD_LETTER,
+    WRITER_BREAKER,
+    JOURNAL_PENDING,
+    JOURNAL_ROWS,
+    JOURNAL_TORN,
 ];
 
 /// Registers help texts with whatever recorder is installed.
@@ -111,6 +131,35 @@ pub fn describe() {
         HTTP_SECONDS,
         Unit::Seconds,
         "HTTP request duration by route and status"
+    );
+    describe_gauge!(
+        WRITER_QUEUE,
+        "Records buffered in the persistence writer, including a batch in flight"
+    );
+    describe_histogram!(WRITER_BATCH_ROWS, "Records per batch written to Postgres");
+    describe_histogram!(
+        WRITER_FLUSH_SECONDS,
+        Unit::Seconds,
+        "Time to write one batch to Postgres (one transaction)"
+    );
+    describe_counter!(WRITER_ROWS, "Records written to Postgres");
+    describe_counter!(
+        WRITER_RETRIES,
+        "Batch writes retried after a transient failure"
+    );
+    describe_counter!(
+        WRITER_DEAD_LETTER,
+        "Records Postgres refused for good, kept in dead-letter.log"
+    );
+    describe_gauge!(
+        WRITER_BREAKER,
+        "Database circuit breaker: 0 closed, 1 half-open, 2 open"
+    );
+    describe_gauge!(JOURNAL_PENDING, "Journal bytes not yet in Postgres");
+    describe_counter!(JOURNAL_ROWS, "Records appended to the local journal");
+    describe_counter!(
+        JOURNAL_TORN,
+        "Torn or corrupt journal tails skipped at start-up"
     );
 }
 

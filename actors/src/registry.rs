@@ -24,6 +24,7 @@ use crate::metrics as m;
 use crate::protocol::MatchId;
 use crate::rules::Catalog;
 use crate::validation_cache::{CacheStats, GetCacheStats, ValidationCache};
+use crate::writer::Persist;
 
 /// What every thread may read about a match without messaging it.
 #[derive(Debug)]
@@ -111,6 +112,7 @@ pub struct Registry {
     arbiters: Vec<Arbiter>,
     caches: Vec<Addr<ValidationCache>>,
     next_arbiter: usize,
+    persist: Option<Recipient<Persist>>,
 }
 
 impl Registry {
@@ -122,7 +124,14 @@ impl Registry {
             arbiters: Vec::new(),
             caches: Vec::new(),
             next_arbiter: 0,
+            persist: None,
         }
+    }
+
+    /// Every match this registry creates hands its history to `writer`.
+    pub fn with_persist(mut self, writer: Option<Recipient<Persist>>) -> Self {
+        self.persist = writer;
+        self
     }
 
     fn create(
@@ -163,6 +172,7 @@ impl Registry {
             info: info.clone(),
             cfg: self.cfg.clone(),
             registry: ctx.address().recipient(),
+            persist: self.persist.clone(),
         };
         let addr = match self.arbiters.get(arbiter) {
             Some(arb) => {

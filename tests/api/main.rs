@@ -6,6 +6,8 @@ mod doubles;
 mod heartbeat;
 mod http;
 mod panics;
+mod persistence;
+mod pg;
 mod sandbox;
 mod support;
 mod tactics;

@@ -2,6 +2,7 @@
 //! System (as a separate process would be), and typed helpers talk to it over
 //! real HTTP and WebSocket connections.
 
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -28,6 +29,9 @@ pub struct TestApp {
     handle: ServerHandle,
     system: actix::System,
     pub config: Config,
+    /// The node's data directory (journal), removed with the app unless the
+    /// test chose its own.
+    _data_dir: Option<TempDir>,
 }
 
 impl Drop for TestApp {
@@ -35,6 +39,31 @@ impl Drop for TestApp {
         // Sends the stop command at once; the server thread then exits.
         drop(self.handle.stop(false));
         self.system.stop();
+    }
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "matchd-test-{name}-{}-{:x}",
+            std::process::id(),
+            matchd_actors::registry::random_u64()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -52,7 +81,11 @@ pub fn spawn_app_with(tweak: impl FnOnce(&mut Config), catalog: Catalog) -> Test
     config.workers = 1;
     config.engine.arbiters = 2;
     config.engine.node_id = "test-node".into();
+    // Every node gets its own journal, never ./data of the working tree.
+    let data_dir = TempDir::new("data");
+    config.persist.data_dir = data_dir.path().to_path_buf();
     tweak(&mut config);
+    let own_dir = config.persist.data_dir == data_dir.path();
     let (tx, rx) = mpsc::channel();
     let cfg = config.clone();
     std::thread::spawn(move || {
@@ -70,6 +103,7 @@ pub fn spawn_app_with(tweak: impl FnOnce(&mut Config), catalog: Catalog) -> Test
         handle,
         system,
         config,
+        _data_dir: own_dir.then_some(data_dir),
     }
 }
 
@@ -165,12 +199,16 @@ pub struct WsClient {
 
 impl WsClient {
     pub async fn connect(app: &TestApp, token: &str, encoding: Encoding) -> Self {
-        let url = app.url(&format!(
-            "/v1/ws?token={token}&encoding={}",
-            encoding.as_str()
-        ));
-        let (_res, framed) = app
-            .client()
+        Self::connect_to(&app.base, token, encoding).await
+    }
+
+    /// Connects to a node at `base` (`http://host:port`), which may be
+    /// another process.
+    pub async fn connect_to(base: &str, token: &str, encoding: Encoding) -> Self {
+        let url = format!("{base}/v1/ws?token={token}&encoding={}", encoding.as_str());
+        let (_res, framed) = awc::Client::builder()
+            .timeout(WAIT)
+            .finish()
             .ws(url)
             .max_frame_size(1 << 20)
             .connect()

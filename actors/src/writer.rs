@@ -1,0 +1,856 @@
+//! `PersistenceWriter`: one actor per node, on its own Arbiter, that makes
+//! match history durable.
+//!
+//! Every match hands it records with `do_send` ([`Persist`]): the match is
+//! created, events, the match ended with its result. The writer buffers them
+//! and flushes a batch every `flush_ms` or every `batch_rows` records, one
+//! transaction per batch, through its own deadpool-postgres pool (built on
+//! its Arbiter, so the connections live on that thread's runtime).
+//!
+//! Faults: a failed batch is retried with exponential backoff and jitter; a
+//! circuit breaker (closed, open, half-open) stops trying while the database
+//! is away, so a dead database costs one journal append per flush, not a
+//! connection attempt per event. When the breaker is open, when a batch has
+//! used up its retries, or when the buffer passes `buffer_rows`, batches go
+//! to the local journal (`journal.rs`), which is replayed into Postgres once
+//! it answers again, and at start-up. Without a database URL the journal is
+//! the store.
+//!
+//! Invariants: a match never waits for the writer (`do_send`, no reply); at
+//! most one database operation is in flight, so the actor's state is the
+//! only bookkeeping; every write is idempotent and order-insensitive
+//! (`store.rs`), so a replay may repeat or reorder batches freely. The writer
+//! must never block on the network in a handler: database work runs in
+//! spawned futures, only journal file I/O (on this Arbiter alone) is
+//! synchronous.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::prelude::*;
+use bincode::{Decode, Encode};
+use tokio::sync::oneshot;
+
+use crate::journal::{FsyncPolicy, Journal, Recovery};
+use crate::metrics as m;
+use crate::protocol::{Event, MatchId, MatchResult, PlayerId, Seat};
+use crate::store::{Store, StoreConfig, StoreError, Written};
+
+/// Records for the writer; sent with `do_send` from every match, in order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Persist(pub Vec<Record>);
+
+/// The writer's state, for `/ready`, tests and the benchmark.
+#[derive(Message)]
+#[rtype(result = "WriterStats")]
+pub struct GetWriterStats;
+
+/// Graceful shutdown: finish the batch in flight, then move everything still
+/// buffered to the journal. Answers when that is done.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SpillWriter;
+
+/// One unit of match history, as buffered, journaled and written.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub enum Record {
+    MatchCreated {
+        match_id: MatchId,
+        ruleset: String,
+        node_id: String,
+        created_at_ms: u64,
+    },
+    Event {
+        match_id: MatchId,
+        seq: u64,
+        seat: Option<Seat>,
+        at_ms: u64,
+        event: Event,
+    },
+    /// `last_seq` is the seq of the match's last event. `players` is every
+    /// (seat, player) that sat in the match; the writer fills it in from the
+    /// `player_joined` events it has seen.
+    MatchEnded {
+        match_id: MatchId,
+        ruleset: String,
+        node_id: String,
+        created_at_ms: u64,
+        ended_at_ms: u64,
+        last_seq: u64,
+        result: MatchResult,
+        players: Vec<(Seat, PlayerId)>,
+    },
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Settings of the writer (filled from `DATABASE_URL`, `MATCHD_DATA_DIR`,
+/// `MATCHD_WRITER_*`, `MATCHD_JOURNAL_*`, `MATCHD_BREAKER_*`).
+#[derive(Clone)]
+pub struct WriterConfig {
+    /// Postgres to write to; `None`: the journal is the store.
+    pub database_url: Option<String>,
+    /// Directory of `journal.log` and `dead-letter.log`.
+    pub data_dir: PathBuf,
+    pub flush_ms: u64,
+    pub batch_rows: usize,
+    /// Buffered records beyond this go to the journal at once.
+    pub buffer_rows: usize,
+    pub pool_size: usize,
+    pub db_timeout_ms: u64,
+    pub fsync: FsyncPolicy,
+    /// Consecutive failed attempts that open the breaker.
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one probe (half-open).
+    pub breaker_open_ms: u64,
+    /// Attempts per batch before it is moved to the journal.
+    pub retries: u32,
+    /// First retry delay; doubles each attempt (capped at 2 s), with jitter.
+    pub backoff_ms: u64,
+}
+
+impl std::fmt::Debug for WriterConfig {
+    // The database URL may hold a password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterConfig")
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "(set, redacted)"),
+            )
+            .field("data_dir", &self.data_dir)
+            .field("flush_ms", &self.flush_ms)
+            .field("batch_rows", &self.batch_rows)
+            .field("buffer_rows", &self.buffer_rows)
+            .field("fsync", &self.fsync)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            data_dir: PathBuf::from("./data"),
+            flush_ms: 5,
+            batch_rows: 5000,
+            buffer_rows: 100_000,
+            pool_size: 2,
+            db_timeout_ms: 5000,
+            fsync: FsyncPolicy::Always,
+            breaker_failures: 3,
+            breaker_open_ms: 1000,
+            retries: 3,
+            backoff_ms: 50,
+        }
+    }
+}
+
+impl WriterConfig {
+    pub fn journal_path(&self) -> PathBuf {
+        self.data_dir.join("journal.log")
+    }
+
+    pub fn dead_letter_path(&self) -> PathBuf {
+        self.data_dir.join("dead-letter.log")
+    }
+
+    pub fn store_config(&self, url: &str) -> StoreConfig {
+        StoreConfig {
+            url: url.to_string(),
+            pool_size: self.pool_size,
+            timeout: Duration::from_millis(self.db_timeout_ms),
+        }
+    }
+}
+
+/// Circuit breaker states; the metric exports 0, 1, 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    HalfOpen,
+    Open,
+}
+
+impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::HalfOpen => "half_open",
+            BreakerState::Open => "open",
+        }
+    }
+
+    pub fn gauge(self) -> f64 {
+        match self {
+            BreakerState::Closed => 0.0,
+            BreakerState::HalfOpen => 1.0,
+            BreakerState::Open => 2.0,
+        }
+    }
+}
+
+/// Closed: try. `threshold` consecutive failures open it: do not try for
+/// `open_for`. Then half-open: one probe; success closes, failure reopens.
+#[derive(Debug, Clone)]
+pub struct Breaker {
+    state: BreakerState,
+    failures: u32,
+    threshold: u32,
+    open_for: Duration,
+    opened_at: Option<Instant>,
+}
+
+impl Breaker {
+    pub fn new(threshold: u32, open_for: Duration) -> Self {
+        Self {
+            state: BreakerState::Closed,
+            failures: 0,
+            threshold: threshold.max(1),
+            open_for,
+            opened_at: None,
+        }
+    }
+
+    pub fn state(&self) -> BreakerState {
+        self.state
+    }
+
+    /// Whether an attempt may be made at `now` (moves open to half-open
+    /// once the open period is over).
+    pub fn allows(&mut self, now: Instant) -> bool {
+        match self.state {
+            BreakerState::Closed | BreakerState::HalfOpen => true,
+            BreakerState::Open => {
+                if self
+                    .opened_at
+                    .is_some_and(|t| now.duration_since(t) >= self.open_for)
+                {
+                    self.state = BreakerState::HalfOpen;
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+
+    pub fn success(&mut self) {
+        self.state = BreakerState::Closed;
+        self.failures = 0;
+        self.opened_at = None;
+    }
+
+    pub fn failure(&mut self, now: Instant) {
+        self.failures = self.failures.saturating_add(1);
+        if self.state == BreakerState::HalfOpen || self.failures >= self.threshold {
+            self.state = BreakerState::Open;
+            self.opened_at = Some(now);
+        }
+    }
+}
+
+/// Delay before retry number `attempt` (0-based): `base * 2^attempt`,
+/// capped at 2 s, then "equal jitter" (between half and all of it) so nodes
+/// that lost the database together do not retry in lockstep.
+pub fn backoff(base_ms: u64, attempt: u32, random: u64) -> Duration {
+    let exp = base_ms
+        .max(1)
+        .saturating_mul(1u64 << attempt.min(16))
+        .min(2000);
+    let half = exp / 2;
+    Duration::from_millis(half + random % (exp - half + 1))
+}
+
+/// The writer's state as `/ready` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterStats {
+    /// A database URL is configured.
+    pub database: bool,
+    /// Records buffered in memory (including a batch in flight).
+    pub queue_depth: usize,
+    /// Journal bytes not yet in Postgres (embedded mode: the whole journal).
+    pub journal_bytes_pending: u64,
+    pub breaker: BreakerState,
+    pub rows_written: u64,
+    pub rows_journaled: u64,
+    pub last_error: Option<String>,
+}
+
+enum Source {
+    /// From the in-memory buffer.
+    Direct,
+    /// From the journal, ending at this offset.
+    Replay { end: u64 },
+}
+
+pub struct PersistenceWriter {
+    cfg: WriterConfig,
+    store: Option<Store>,
+    journal: Option<Journal>,
+    dead_letter: Option<Journal>,
+    /// Journal offset up to which everything is in Postgres.
+    replay_cursor: u64,
+    replay_turn: bool,
+    buffer: Vec<Record>,
+    in_flight: usize,
+    busy: bool,
+    migrated: bool,
+    breaker: Breaker,
+    /// Who sat in each live match, from `player_joined` events.
+    players: HashMap<MatchId, Vec<(Seat, PlayerId)>>,
+    rows_written: u64,
+    rows_journaled: u64,
+    last_error: Option<String>,
+    shutting_down: Vec<oneshot::Sender<()>>,
+    draining: bool,
+}
+
+impl PersistenceWriter {
+    /// Starts the writer on a new Arbiter under a `Supervisor`. Keep the
+    /// returned Arbiter alive as long as the node runs.
+    pub fn start(cfg: WriterConfig) -> (Addr<Self>, Arbiter) {
+        let arbiter = Arbiter::new();
+        let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| Self::new(cfg));
+        (addr, arbiter)
+    }
+
+    /// Opens the journal (recovering a torn tail) and builds the pool. Call
+    /// on the thread that will run the actor.
+    pub fn new(cfg: WriterConfig) -> Self {
+        let journal = match Journal::open(&cfg.journal_path(), cfg.fsync) {
+            Ok((j, recovery)) => {
+                note_recovery(&j, recovery);
+                Some(j)
+            }
+            Err(e) => {
+                log::error!("cannot open the journal, match history is kept in memory only until the database answers: {e}");
+                None
+            }
+        };
+        let store =
+            cfg.database_url
+                .as_deref()
+                .and_then(|url| match Store::new(&cfg.store_config(url)) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        log::error!("DATABASE_URL unusable, falling back to the journal: {e}");
+                        None
+                    }
+                });
+        let breaker = Breaker::new(
+            cfg.breaker_failures,
+            Duration::from_millis(cfg.breaker_open_ms),
+        );
+        Self {
+            cfg,
+            store,
+            journal,
+            dead_letter: None,
+            replay_cursor: 0,
+            replay_turn: false,
+            buffer: Vec::new(),
+            in_flight: 0,
+            busy: false,
+            migrated: false,
+            breaker,
+            players: HashMap::new(),
+            rows_written: 0,
+            rows_journaled: 0,
+            last_error: None,
+            shutting_down: Vec::new(),
+            draining: false,
+        }
+    }
+
+    fn journal_pending(&self) -> u64 {
+        match (&self.journal, &self.store) {
+            (Some(j), Some(_)) => j.len().saturating_sub(self.replay_cursor),
+            (Some(j), None) => j.len(),
+            (None, _) => 0,
+        }
+    }
+
+    fn stats(&self) -> WriterStats {
+        WriterStats {
+            database: self.store.is_some(),
+            queue_depth: self.buffer.len() + self.in_flight,
+            journal_bytes_pending: self.journal_pending(),
+            breaker: self.breaker.state(),
+            rows_written: self.rows_written,
+            rows_journaled: self.rows_journaled,
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    fn publish(&self) {
+        metrics::gauge!(m::WRITER_QUEUE).set((self.buffer.len() + self.in_flight) as f64);
+        metrics::gauge!(m::WRITER_BREAKER).set(self.breaker.state().gauge());
+        metrics::gauge!(m::JOURNAL_PENDING).set(self.journal_pending() as f64);
+    }
+
+    /// Appends records to the journal in entries of at most `batch_rows`.
+    /// On failure the records are kept (returned to the buffer).
+    fn journal_append(&mut self, mut records: Vec<Record>) {
+        let Some(journal) = self.journal.as_mut() else {
+            // No journal: keep them in memory and hope for the database.
+            self.buffer.append(&mut records);
+            return;
+        };
+        let chunk = self.cfg.batch_rows.max(1);
+        while !records.is_empty() {
+            let rest = records.split_off(chunk.min(records.len()));
+            match journal.append(&records) {
+                Ok(_) => {
+                    self.rows_journaled += records.len() as u64;
+                    metrics::counter!(m::JOURNAL_ROWS).increment(records.len() as u64);
+                    records = rest;
+                }
+                Err(e) => {
+                    log::error!(
+                        "journal append failed; keeping {} records in memory: {e}",
+                        records.len() + rest.len()
+                    );
+                    self.last_error = Some(e.to_string());
+                    records.extend(rest);
+                    self.buffer.splice(0..0, records);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn spill_buffer(&mut self) {
+        if self.buffer.is_empty() || self.journal.is_none() {
+            return;
+        }
+        let all = std::mem::take(&mut self.buffer);
+        self.journal_append(all);
+    }
+
+    /// Decides what to do next; called by the timer, by a full buffer and
+    /// when an operation finishes.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.store.is_none() || self.draining {
+            self.spill_buffer();
+            return;
+        }
+        if self.buffer.len() > self.cfg.buffer_rows {
+            self.spill_buffer();
+        }
+        if self.busy {
+            return;
+        }
+        if !self.breaker.allows(Instant::now()) {
+            // Open: the database costs nothing per event.
+            self.spill_buffer();
+            return;
+        }
+        if !self.migrated {
+            // Start-up: migrate before anything else (an empty batch is a
+            // migration and an empty transaction).
+            self.start_op(Vec::new(), Source::Direct, 0, ctx);
+            return;
+        }
+        let pending = self.journal_pending();
+        if pending > 0 && (self.buffer.is_empty() || self.replay_turn) {
+            self.replay_turn = false;
+            self.start_replay(ctx);
+            return;
+        }
+        if !self.buffer.is_empty() {
+            self.replay_turn = true;
+            let n = self.cfg.batch_rows.max(1).min(self.buffer.len());
+            let batch: Vec<Record> = self.buffer.drain(..n).collect();
+            self.start_op(batch, Source::Direct, 0, ctx);
+        }
+    }
+
+    fn start_replay(&mut self, ctx: &mut Context<Self>) {
+        let Some(journal) = self.journal.as_ref() else {
+            return;
+        };
+        let rows = self.cfg.batch_rows.max(1);
+        match journal.read_from::<Vec<Record>>(self.replay_cursor, rows, 64 << 20, Vec::len) {
+            Ok((entries, end)) => {
+                let batch: Vec<Record> = entries.into_iter().flatten().collect();
+                if batch.is_empty() {
+                    self.replay_cursor = end;
+                    self.replay_done();
+                } else {
+                    self.start_op(batch, Source::Replay { end }, 0, ctx);
+                }
+            }
+            Err(e) => {
+                // The journal was checked when it was opened and is only
+                // appended to since: this is disk corruption. Keep the file
+                // for an operator and go on with a fresh one.
+                log::error!(
+                    "journal unreadable at offset {}: {e}; moving it aside",
+                    self.replay_cursor
+                );
+                self.last_error = Some(e.to_string());
+                self.move_journal_aside();
+            }
+        }
+    }
+
+    fn move_journal_aside(&mut self) {
+        let path = self.cfg.journal_path();
+        let aside = path.with_extension(format!("unreadable-{}", unix_ms(SystemTime::now())));
+        self.journal = None;
+        if let Err(e) = std::fs::rename(&path, &aside) {
+            log::error!("could not move the journal aside: {e}");
+        }
+        self.journal = Journal::open(&path, self.cfg.fsync).ok().map(|(j, _)| j);
+        self.replay_cursor = 0;
+    }
+
+    /// Everything in the journal is in Postgres: empty it.
+    fn replay_done(&mut self) {
+        let Some(journal) = self.journal.as_mut() else {
+            return;
+        };
+        if self.replay_cursor < journal.len() {
+            return;
+        }
+        let bytes = journal.len();
+        match journal.clear() {
+            Ok(()) => {
+                if bytes > 0 {
+                    log::info!(bytes = bytes; "journal replayed into Postgres and emptied");
+                }
+                self.replay_cursor = 0;
+            }
+            Err(e) => log::error!("could not empty the replayed journal: {e}"),
+        }
+    }
+
+    fn start_op(
+        &mut self,
+        batch: Vec<Record>,
+        source: Source,
+        attempt: u32,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(store) = self.store.clone() else {
+            self.journal_append(batch);
+            return;
+        };
+        self.busy = true;
+        self.in_flight = batch.len();
+        let migrate = !self.migrated;
+        let started = Instant::now();
+        let fut = async move {
+            if migrate {
+                if let Err(e) = store.migrate().await {
+                    return (batch, false, Err(e));
+                }
+            }
+            let result = store.write(&batch).await;
+            (batch, true, result)
+        };
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |(batch, migrated, result), act, ctx| {
+                    act.migrated |= migrated;
+                    act.finish_op(batch, source, attempt, started, result, ctx);
+                }),
+        );
+    }
+
+    fn finish_op(
+        &mut self,
+        batch: Vec<Record>,
+        source: Source,
+        attempt: u32,
+        started: Instant,
+        result: Result<Written, StoreError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let now = Instant::now();
+        match result {
+            Ok(written) => {
+                self.breaker.success();
+                if self.last_error.take().is_some() {
+                    log::info!("database writes succeed again");
+                }
+                if written.records > 0 {
+                    self.rows_written += written.records as u64;
+                    metrics::counter!(m::WRITER_ROWS).increment(written.records as u64);
+                    metrics::histogram!(m::WRITER_BATCH_ROWS).record(written.records as f64);
+                    metrics::histogram!(m::WRITER_FLUSH_SECONDS)
+                        .record(now.duration_since(started).as_secs_f64());
+                }
+                if let Source::Replay { end } = source {
+                    self.replay_cursor = end;
+                    self.replay_done();
+                }
+            }
+            Err(e) if !e.retryable() => {
+                // The database refuses this batch for good: keep it aside so
+                // it does not block everything behind it.
+                log::error!(rows = batch.len(); "database rejected a batch; moving it to the dead-letter file: {e}");
+                metrics::counter!(m::WRITER_DEAD_LETTER).increment(batch.len() as u64);
+                self.last_error = Some(e.to_string());
+                self.dead_letter(&batch);
+                if let Source::Replay { end } = source {
+                    self.replay_cursor = end;
+                    self.replay_done();
+                }
+            }
+            Err(e) => {
+                self.breaker.failure(now);
+                if self.last_error.is_none() {
+                    log::warn!(attempt = attempt, breaker = self.breaker.state().as_str(); "database write failed: {e}");
+                }
+                self.last_error = Some(e.to_string());
+                let closed = self.breaker.state() == BreakerState::Closed;
+                if attempt + 1 < self.cfg.retries && closed && !self.draining {
+                    metrics::counter!(m::WRITER_RETRIES).increment(1);
+                    let delay =
+                        backoff(self.cfg.backoff_ms, attempt, crate::registry::random_u64());
+                    ctx.run_later(delay, move |act, ctx| {
+                        if act.draining {
+                            act.give_up(batch, source);
+                            act.after_op(ctx);
+                        } else {
+                            act.start_op(batch, source, attempt + 1, ctx);
+                        }
+                    });
+                    return; // still busy
+                }
+                self.give_up(batch, source);
+            }
+        }
+        self.after_op(ctx);
+    }
+
+    /// A batch that used up its retries: buffered records go to the
+    /// journal; a replayed one simply stays where it is.
+    fn give_up(&mut self, batch: Vec<Record>, source: Source) {
+        if let Source::Direct = source {
+            self.journal_append(batch);
+        }
+    }
+
+    fn after_op(&mut self, ctx: &mut Context<Self>) {
+        self.busy = false;
+        self.in_flight = 0;
+        if self.draining {
+            self.spill_buffer();
+            for tx in self.shutting_down.drain(..) {
+                let _ = tx.send(());
+            }
+            return;
+        }
+        // More work waiting: go on at once rather than at the next tick.
+        if self.buffer.len() >= self.cfg.batch_rows || self.journal_pending() > 0 {
+            self.pump(ctx);
+        }
+    }
+
+    fn dead_letter(&mut self, batch: &Vec<Record>) {
+        if self.dead_letter.is_none() {
+            self.dead_letter = Journal::open(&self.cfg.dead_letter_path(), FsyncPolicy::Always)
+                .map_err(|e| log::error!("cannot open the dead-letter file: {e}"))
+                .ok()
+                .map(|(j, _)| j);
+        }
+        if let Some(j) = self.dead_letter.as_mut() {
+            if let Err(e) = j.append(batch) {
+                log::error!("dead-letter append failed: {e}");
+            }
+        }
+    }
+}
+
+fn note_recovery(journal: &Journal, recovery: Recovery) {
+    if recovery.torn_bytes > 0 {
+        metrics::counter!(m::JOURNAL_TORN).increment(1);
+    }
+    if recovery.entries > 0 {
+        log::info!(path:% = journal.path().display(), entries = recovery.entries, bytes = recovery.valid_bytes; "journal holds match history not yet in Postgres");
+    }
+}
+
+impl Actor for PersistenceWriter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let every = Duration::from_millis(self.cfg.flush_ms.max(1));
+        ctx.run_interval(every, |act, ctx| {
+            act.pump(ctx);
+            if let Some(j) = act.journal.as_mut() {
+                if let Err(e) = j.tick() {
+                    log::error!("journal fsync failed: {e}");
+                }
+            }
+            act.publish();
+        });
+        log::info!(
+            database = self.store.is_some(),
+            journal:% = self.cfg.journal_path().display(),
+            pending_bytes = self.journal_pending();
+            "persistence writer started"
+        );
+    }
+}
+
+impl Supervised for PersistenceWriter {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        // The state (buffer, journal, cursor) survives a restart; move what
+        // is buffered to the journal so nothing depends on this instance.
+        self.busy = false;
+        self.in_flight = 0;
+        self.spill_buffer();
+    }
+}
+
+impl Handler<Persist> for PersistenceWriter {
+    type Result = ();
+
+    fn handle(&mut self, msg: Persist, ctx: &mut Self::Context) {
+        for mut record in msg.0 {
+            match &mut record {
+                Record::Event {
+                    match_id,
+                    event: Event::PlayerJoined { seat, player_id },
+                    ..
+                } => self
+                    .players
+                    .entry(*match_id)
+                    .or_default()
+                    .push((*seat, *player_id)),
+                Record::MatchEnded {
+                    match_id, players, ..
+                } => {
+                    for p in self.players.remove(match_id).unwrap_or_default() {
+                        if !players.contains(&p) {
+                            players.push(p);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            self.buffer.push(record);
+        }
+        if self.buffer.len() >= self.cfg.batch_rows {
+            self.pump(ctx);
+        }
+    }
+}
+
+impl Handler<GetWriterStats> for PersistenceWriter {
+    type Result = MessageResult<GetWriterStats>;
+
+    fn handle(&mut self, _: GetWriterStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.stats())
+    }
+}
+
+impl Handler<SpillWriter> for PersistenceWriter {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: SpillWriter, _: &mut Self::Context) -> Self::Result {
+        self.draining = true;
+        self.spill_buffer();
+        if !self.busy {
+            return Box::pin(async {});
+        }
+        let (tx, rx) = oneshot::channel();
+        self.shutting_down.push(tx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_opens_after_threshold_and_probes_after_the_open_period() {
+        let t0 = Instant::now();
+        let open_for = Duration::from_millis(100);
+        let mut b = Breaker::new(3, open_for);
+        assert!(b.allows(t0));
+        b.failure(t0);
+        b.failure(t0);
+        assert_eq!(b.state(), BreakerState::Closed);
+        b.failure(t0);
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(!b.allows(t0 + Duration::from_millis(50)));
+        assert!(b.allows(t0 + open_for));
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        // A failed probe reopens at once.
+        b.failure(t0 + open_for);
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(!b.allows(t0 + open_for + Duration::from_millis(1)));
+        assert!(b.allows(t0 + open_for * 2));
+        b.success();
+        assert_eq!(b.state(), BreakerState::Closed);
+        b.failure(t0);
+        assert_eq!(b.state(), BreakerState::Closed, "the count restarted");
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        for random in [0, 1, 7, u64::MAX] {
+            let d0 = backoff(50, 0, random).as_millis();
+            assert!((25..=50).contains(&d0), "{d0}");
+            let d2 = backoff(50, 2, random).as_millis();
+            assert!((100..=200).contains(&d2), "{d2}");
+            let big = backoff(50, 30, random).as_millis();
+            assert!((1000..=2000).contains(&big), "{big}");
+        }
+        assert_ne!(backoff(50, 3, 1), backoff(50, 3, 150), "jitter");
+    }
+
+    #[test]
+    fn records_survive_the_journal_codec() {
+        let records = vec![
+            Record::MatchCreated {
+                match_id: 1,
+                ruleset: "tactics".into(),
+                node_id: "n".into(),
+                created_at_ms: 5,
+            },
+            Record::Event {
+                match_id: 1,
+                seq: 1,
+                seat: None,
+                at_ms: 6,
+                event: Event::PlayerJoined {
+                    seat: 0,
+                    player_id: 9,
+                },
+            },
+            Record::MatchEnded {
+                match_id: 1,
+                ruleset: "tactics".into(),
+                node_id: "n".into(),
+                created_at_ms: 5,
+                ended_at_ms: 7,
+                last_seq: 1,
+                result: MatchResult {
+                    winner: Some(0),
+                    reason: "concede".into(),
+                    scores: vec![20, 3],
+                },
+                players: vec![(0, 9)],
+            },
+        ];
+        let entry = crate::journal::encode_entry(&records).expect("encode");
+        let back: Vec<Record> =
+            crate::journal::decode_payload(&entry[crate::journal::HEADER_BYTES..], 0)
+                .expect("decode");
+        assert_eq!(back, records);
+    }
+}

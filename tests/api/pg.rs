@@ -1,0 +1,228 @@
+//! A throwaway PostgreSQL server per test: `initdb` into a temporary
+//! directory, a free port on 127.0.0.1, a private socket directory, and
+//! `pg_ctl` to stop and start it mid-test. Torn down (immediate stop, files
+//! removed) on drop. Never touches any other server on the machine.
+//!
+//! Needs the PostgreSQL server binaries (15 or newer): the highest
+//! `/usr/lib/postgresql/*/bin` is used, else `initdb` from `PATH`. As root
+//! (CI), the server runs as the `postgres` OS user through `runuser`, since
+//! Postgres refuses to run as root.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub struct TestPg {
+    dir: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+    pub port: u16,
+}
+
+fn bin_dir() -> PathBuf {
+    let mut best: Option<(u32, PathBuf)> = None;
+    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+        for e in entries.flatten() {
+            let bin = e.path().join("bin");
+            let version = e.file_name().to_string_lossy().parse::<u32>().ok();
+            if let (Some(v), true) = (version, bin.join("initdb").exists()) {
+                if best.as_ref().is_none_or(|(b, _)| v > *b) {
+                    best = Some((v, bin));
+                }
+            }
+        }
+    }
+    if let Some((_, bin)) = best {
+        return bin;
+    }
+    // Fall back to PATH (e.g. a Homebrew or distribution install elsewhere).
+    let out = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
+        .expect("sh");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        !path.is_empty(),
+        "PostgreSQL server binaries (initdb, pg_ctl) are needed: apt-get install postgresql"
+    );
+    Path::new(&path)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+impl TestPg {
+    /// initdb and start.
+    pub fn start() -> Self {
+        let pg = Self::init();
+        pg.start_server();
+        pg
+    }
+
+    /// initdb only; call [`TestPg::start_server`] later.
+    pub fn init() -> Self {
+        let as_postgres = is_root();
+        let dir = std::env::temp_dir().join(format!(
+            "matchd-pg-{}-{:x}",
+            std::process::id(),
+            matchd_actors::registry::random_u64()
+        ));
+        std::fs::create_dir_all(&dir).expect("pg temp dir");
+        let pg = Self {
+            dir,
+            bin: bin_dir(),
+            as_postgres,
+            port: free_port(),
+        };
+        if as_postgres {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&pg.dir)
+                .status()
+                .expect("chown");
+            assert!(ok.success(), "chown the pg dir to postgres");
+        }
+        let out = pg.run(
+            "initdb",
+            &[
+                "-D",
+                &pg.data().to_string_lossy(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        assert!(out.status.success(), "initdb failed: {out:?}");
+        pg
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Output {
+        let exe = self.bin.join(tool);
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        };
+        cmd.args(args).current_dir(&self.dir).output().expect(tool)
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start_server(&self) {
+        let opts = format!(
+            "-k {} -c listen_addresses=127.0.0.1 -p {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            self.dir.display(),
+            self.port
+        );
+        let log = self.dir.join("server.log");
+        let out = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data().to_string_lossy(),
+                "-o",
+                &opts,
+                "-l",
+                &log.to_string_lossy(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {out:?}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// Fast shutdown: clients are disconnected, the server exits.
+    pub fn stop(&self) {
+        let out = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data().to_string_lossy(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+        assert!(out.status.success(), "pg_ctl stop failed: {out:?}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test postgres");
+        actix_rt::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+}
+
+impl Drop for TestPg {
+    fn drop(&mut self) {
+        let _ = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data().to_string_lossy(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `cond` every 50 ms until it returns `Some`, or panics after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut cond: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = cond().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
