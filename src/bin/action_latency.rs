@@ -12,10 +12,11 @@
 //! `postgres://postgres@127.0.0.1:5432/matchd_bench` (run `writer_bench`
 //! first, or create that database).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use matchd_actors::connection::ToConn;
+use matchd_actors::connection::{Backlog, ToConn};
 use matchd_actors::journal::FsyncPolicy;
 use matchd_actors::match_session::{Act, Join};
 use matchd_actors::protocol::codec::Encoding;
@@ -26,8 +27,9 @@ use tokio::sync::mpsc;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/matchd_bench";
 
-/// Stands in for a connection: reports when each frame arrives.
-struct Sink(mpsc::UnboundedSender<Instant>);
+/// Stands in for a connection: reports when each frame arrives, and counts
+/// it as written, as a connection does.
+struct Sink(mpsc::UnboundedSender<Instant>, Arc<Backlog>);
 
 impl Actor for Sink {
     type Context = Context<Self>;
@@ -36,7 +38,10 @@ impl Actor for Sink {
 impl Handler<ToConn> for Sink {
     type Result = ();
 
-    fn handle(&mut self, _: ToConn, _: &mut Self::Context) {
+    fn handle(&mut self, msg: ToConn, _: &mut Self::Context) {
+        if let ToConn::Frame(frame) = &msg {
+            self.1.sub(frame.len());
+        }
         let _ = self.0.send(Instant::now());
     }
 }
@@ -47,13 +52,15 @@ async fn measure(
 ) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
     let entry = engine.create_match("sandbox").await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let sink = Sink(tx).start();
+    let backlog = Arc::new(Backlog::default());
+    let sink = Sink(tx, backlog.clone()).start();
     let ack = entry
         .addr
         .send(Join {
             player_id: 1,
             conn_id: 1,
             conn: sink.recipient(),
+            backlog,
             encoding: Encoding::Bincode,
         })
         .await?
