@@ -145,8 +145,8 @@ pub struct MatchSession {
     tick: Option<SpawnHandle>,
     empty_since: Option<Instant>,
     metrics: MatchMetrics,
-    /// The [`Game::query_version`] whose hot queries are in the cache.
-    precomputed: Option<u64>,
+    /// Per seat, the [`Game::query_version`] whose hot queries are in the cache.
+    precomputed: Vec<Option<u64>>,
     /// Seats dropped as too slow, not yet announced to the others.
     dropped: Vec<Seat>,
     persist: Option<Recipient<Persist>>,
@@ -169,7 +169,8 @@ impl MatchSession {
     /// that arbiter's validation-cache shard.
     pub fn new(spec: MatchSpec) -> Self {
         let game = spec.ruleset.new_game(spec.seed);
-        let seats = (0..spec.ruleset.max_seats()).map(|_| None).collect();
+        let seat_count = usize::from(spec.ruleset.max_seats());
+        let seats = (0..seat_count).map(|_| None).collect();
         let cache = CacheHandle::local().filter(|_| spec.cfg.cache_enabled);
         let metrics = MatchMetrics::new(spec.ruleset.name());
         Self {
@@ -188,7 +189,7 @@ impl MatchSession {
             tick: None,
             empty_since: Some(Instant::now()),
             metrics,
-            precomputed: None,
+            precomputed: vec![None; seat_count],
             dropped: Vec::new(),
             persist: spec.persist,
         }
@@ -403,35 +404,41 @@ impl MatchSession {
         CacheKey {
             ruleset: self.ruleset.name(),
             match_id: self.id,
-            version: self.game.query_version(),
+            version: self.game.query_version(seat),
             seat,
             query,
         }
     }
 
-    /// After a change of the game's query version, answers the queries
-    /// clients ask most into the cache, so their asks are hits.
+    /// For every seated player whose query version changed, answers the
+    /// queries its client asks most into the cache, so its asks are hits.
     fn precompute(&mut self, ctx: &mut Context<Self>) {
         let Some(cache) = self.cache.clone() else {
             return;
         };
-        let version = self.game.query_version();
-        if self.ended || self.precomputed == Some(version) {
-            return;
-        }
-        self.precomputed = Some(version);
-        let Some(hot) = self.guarded(ctx, "hot_queries", |g| g.hot_queries()) else {
-            return;
-        };
-        for (seat, query) in hot {
-            let key = self.cache_key(seat, query.clone());
-            if cache.contains(&key) {
+        for index in 0..self.seats.len() {
+            if self.ended || self.seats[index].is_none() {
                 continue;
             }
-            match self.guarded(ctx, "query", |g| g.query(seat, &query)) {
-                Some(Ok(reply)) => cache.put(key, Rc::new(SharedReply::new(reply))),
-                Some(Err(_)) => {}
-                None => return,
+            let seat = index as Seat;
+            let version = self.game.query_version(seat);
+            if self.precomputed[index] == Some(version) {
+                continue;
+            }
+            self.precomputed[index] = Some(version);
+            let Some(hot) = self.guarded(ctx, "hot_queries", |g| g.hot_queries(seat)) else {
+                return;
+            };
+            for query in hot {
+                let key = self.cache_key(seat, query);
+                if cache.contains(&key) {
+                    continue;
+                }
+                match self.guarded(ctx, "query", |g| g.query(seat, &key.query)) {
+                    Some(Ok(reply)) => cache.put(key, Rc::new(SharedReply::new(reply))),
+                    Some(Err(_)) => {}
+                    None => return,
+                }
             }
         }
     }
@@ -763,17 +770,25 @@ impl Handler<Ask> for MatchSession {
             return;
         }
         let (seat, client_seq, encoding) = (msg.seat, msg.client_seq, msg.encoding);
-        let cache = self
-            .cache
-            .clone()
-            .filter(|_| self.game.cacheable(&msg.query));
-        let frame = match cache {
-            Some(cache) => {
-                let key = self.cache_key(seat, msg.query);
+        let normalized = match self.cache {
+            Some(_) => {
+                let query = &msg.query;
+                let Some(n) = self.guarded(ctx, "cache_query", |g| g.cache_query(seat, query))
+                else {
+                    return;
+                };
+                n
+            }
+            None => None,
+        };
+        let cached = self.cache.clone().zip(normalized);
+        let frame = match cached {
+            Some((cache, normalized)) => {
+                let key = self.cache_key(seat, normalized);
                 let shared = match cache.get(&key) {
                     Some(shared) => Ok(shared),
                     None => {
-                        let query = &key.query;
+                        let query = &msg.query;
                         let Some(answer) = self.guarded(ctx, "query", |g| g.query(seat, query))
                         else {
                             return;

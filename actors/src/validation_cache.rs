@@ -22,8 +22,10 @@ use crate::metrics as m;
 use crate::protocol::codec::SharedReply;
 use crate::protocol::{MatchId, Query, Seat};
 
-/// What a memoized answer depends on.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// What a memoized answer depends on. The ruleset is part of equality but
+/// not of the hash: match ids are unique per node, so it never separates
+/// two keys the other fields do not.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheKey {
     pub ruleset: &'static str,
     pub match_id: MatchId,
@@ -31,6 +33,15 @@ pub struct CacheKey {
     pub version: u64,
     pub seat: Seat,
     pub query: Query,
+}
+
+impl std::hash::Hash for CacheKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.match_id.hash(state);
+        self.version.hash(state);
+        self.seat.hash(state);
+        self.query.hash(state);
+    }
 }
 
 struct Entry {

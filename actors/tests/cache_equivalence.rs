@@ -1,7 +1,8 @@
 //! Property: whatever a random tactics game does, every answer the
 //! validation cache would serve equals the answer computed from the state at
-//! that moment. This is what keys on `Game::query_version` and the
-//! precomputed hot queries must guarantee.
+//! that moment. This is what keys on `Game::cache_query` (one key per unit
+//! kind), the per-seat `Game::query_version` and the precomputed hot
+//! queries must guarantee.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -51,40 +52,48 @@ fn card_id(game: &TacticsGame, seat: u8, pick: u8) -> u32 {
     }
 }
 
+/// The cache as the match uses it: keys from `cache_query` and the seat's
+/// `query_version`, filled by precomputing hot queries and by asks.
 struct Cached {
     store: Store,
-    precomputed: Option<u64>,
+    precomputed: [Option<u64>; 2],
 }
 
 impl Cached {
-    fn key(game: &TacticsGame, seat: u8, query: Query) -> CacheKey {
+    fn key(game: &TacticsGame, seat: u8, normalized: Query) -> CacheKey {
         CacheKey {
             ruleset: "tactics",
             match_id: 1,
-            version: game.query_version(),
+            version: game.query_version(seat),
             seat,
-            query,
+            query: normalized,
         }
     }
 
     /// What the match does after every state change.
     fn precompute(&mut self, game: &TacticsGame, now: Instant) {
-        if self.precomputed == Some(game.query_version()) {
-            return;
-        }
-        self.precomputed = Some(game.query_version());
-        for (seat, query) in game.hot_queries() {
-            if let Ok(reply) = game.query(seat, &query) {
-                let key = Self::key(game, seat, query);
-                self.store.put(key, Rc::new(SharedReply::new(reply)), now);
+        for seat in 0..2u8 {
+            let v = game.query_version(seat);
+            if self.precomputed[seat as usize] == Some(v) {
+                continue;
+            }
+            self.precomputed[seat as usize] = Some(v);
+            for query in game.hot_queries(seat) {
+                if let Ok(reply) = game.query(seat, &query) {
+                    let key = Self::key(game, seat, query);
+                    self.store.put(key, Rc::new(SharedReply::new(reply)), now);
+                }
             }
         }
     }
 
     /// What the match does for a client's query.
     fn ask(&mut self, game: &TacticsGame, seat: u8, query: Query, now: Instant) {
-        let key = Self::key(game, seat, query.clone());
         let fresh = game.query(seat, &query);
+        let Some(normalized) = game.cache_query(seat, &query) else {
+            return;
+        };
+        let key = Self::key(game, seat, normalized);
         match self.store.get(&key, now) {
             Some(hit) => assert_eq!(Ok(hit.reply().clone()), fresh, "served stale {key:?}"),
             None => {
@@ -95,17 +104,21 @@ impl Cached {
         }
     }
 
-    /// Every entry the cache holds for the current state equals the plain answer.
+    /// Every answer the cache would serve now, for any seat and card,
+    /// equals the plain answer.
     fn check_all(&mut self, game: &TacticsGame, now: Instant) {
         for seat in 0..3u8 {
             for card in 0..20u32 {
                 let query = Query::ValidCells { card };
-                let key = Self::key(game, seat, query.clone());
+                let Some(normalized) = game.cache_query(seat, &query) else {
+                    continue;
+                };
+                let key = Self::key(game, seat, normalized);
                 if let Some(hit) = self.store.get(&key, now) {
                     assert_eq!(
                         Ok(hit.reply().clone()),
                         game.query(seat, &query),
-                        "cache disagrees for {key:?}"
+                        "cache disagrees for card {card} under {key:?}"
                     );
                 }
             }
@@ -121,7 +134,7 @@ proptest! {
         let config = TacticsConfig { deploy_ticks: 40, battle_ticks: 400, ..TacticsConfig::default() };
         let mut game = TacticsGame::new(config, seed);
         let now = Instant::now();
-        let mut cache = Cached { store: Store::new(4096, Duration::from_secs(3600)), precomputed: None };
+        let mut cache = Cached { store: Store::new(4096, Duration::from_secs(3600)), precomputed: [None; 2] };
         let _ = game.seat_joined(0);
         let _ = game.seat_joined(1);
         cache.precompute(&game, now);

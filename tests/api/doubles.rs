@@ -67,9 +67,6 @@ impl Game for ScriptedGame {
     fn query(&self, _: Seat, _: &Query) -> Result<Reply, Rejection> {
         Err(Rejection::new("unknown_query", "no"))
     }
-    fn cacheable(&self, _: &Query) -> bool {
-        false
-    }
     fn version(&self) -> u64 {
         0
     }

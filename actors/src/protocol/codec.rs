@@ -187,8 +187,35 @@ impl<'a> EncodeOnce<'a> {
 }
 
 /// Bincode variant index of [`ServerMsg::Reply`] (see the compatibility rule
-/// in [`super`]: variants are only appended, so it never changes).
-const REPLY_VARIANT: u32 = 4;
+/// in [`super`]: variants are only appended, so it never changes); below
+/// 251, so its varint is this one byte.
+const REPLY_VARIANT: u8 = 4;
+
+fn varint_len(v: u64) -> usize {
+    match v {
+        0..=250 => 1,
+        251..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
+    }
+}
+
+/// bincode 2's standard varint for a `u64`: one byte below 251, else a tag
+/// (251, 252, 253) and the value as u16, u32 or u64 little endian.
+fn push_varint(out: &mut Vec<u8>, v: u64) {
+    if v < 251 {
+        out.push(v as u8);
+    } else if let Ok(v) = u16::try_from(v) {
+        out.push(251);
+        out.extend_from_slice(&v.to_le_bytes());
+    } else if let Ok(v) = u32::try_from(v) {
+        out.push(252);
+        out.extend_from_slice(&v.to_le_bytes());
+    } else {
+        out.push(253);
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
 
 /// A query answer whose payload is encoded at most once per encoding and
 /// then framed for any `client_seq` without encoding it again. The
@@ -224,11 +251,17 @@ impl SharedReply {
                         String::from("null")
                     })
                 });
+                const HEAD: &str = r#"{"type":"reply","client_seq":"#;
+                const MID: &str = r#","reply":"#;
                 let mut seq = itoa::Buffer::new();
-                let mut text = String::with_capacity(body.len() + 56);
-                text.push_str(r#"{"type":"reply","client_seq":"#);
-                text.push_str(seq.format(client_seq));
-                text.push_str(r#","reply":"#);
+                let seq = seq.format(client_seq);
+                // Exact capacity: a full buffer becomes `Bytes` without a
+                // second allocation.
+                let mut text =
+                    String::with_capacity(HEAD.len() + seq.len() + MID.len() + body.len() + 1);
+                text.push_str(HEAD);
+                text.push_str(seq);
+                text.push_str(MID);
                 text.push_str(body);
                 text.push('}');
                 Out::Text(text.into())
@@ -237,12 +270,9 @@ impl SharedReply {
                 let body = self.bin.get_or_init(|| {
                     bincode::encode_to_vec(&self.reply, config()).unwrap_or_default()
                 });
-                let mut bytes = Vec::with_capacity(body.len() + 12);
-                let _ = bincode::encode_into_std_write(
-                    (REPLY_VARIANT, client_seq),
-                    &mut bytes,
-                    config(),
-                );
+                let mut bytes = Vec::with_capacity(1 + varint_len(client_seq) + body.len());
+                bytes.push(REPLY_VARIANT);
+                push_varint(&mut bytes, client_seq);
                 bytes.extend_from_slice(body);
                 Out::Binary(bytes.into())
             }
@@ -378,7 +408,17 @@ mod tests {
             cells: vec![[0, 0], [4, 2], [-1, 300]],
         };
         let shared = SharedReply::new(reply.clone());
-        for client_seq in [0, 1, 250, 251, 65_535, 65_536, u64::MAX] {
+        for client_seq in [
+            0,
+            1,
+            250,
+            251,
+            65_535,
+            65_536,
+            u64::from(u32::MAX),
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ] {
             let msg = ServerMsg::Reply {
                 client_seq,
                 reply: reply.clone(),

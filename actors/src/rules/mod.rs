@@ -85,23 +85,32 @@ pub trait Game: Send {
     fn wants_tick(&self) -> bool;
     /// Answers a read-only query for `seat`.
     fn query(&self, seat: Seat, query: &Query) -> Result<Reply, Rejection>;
-    /// Whether the answer to `query` may be memoized for the current
-    /// [`Game::version`] (it depends on nothing but the state and the seat).
-    fn cacheable(&self, query: &Query) -> bool;
     /// Grows on every state change.
     fn version(&self) -> u64;
-    /// Grows whenever anything a cacheable query's answer, or the list of
-    /// [`Game::hot_queries`], depends on changes; it may stay put when only
-    /// other state moves (a clock tick that hurts nobody). Validation-cache
-    /// keys use it, so a memoized answer can never go stale. The default is
-    /// [`Game::version`], always safe.
-    fn query_version(&self) -> u64 {
+    /// The key under which the answer to `query` from `seat` may be
+    /// memoized, or `None` when it may not be. Queries with the same answer
+    /// may share a key (tactics answers `valid_cells` per unit kind, so
+    /// every card of a kind maps to the first card of that kind in the
+    /// hand). The default caches nothing.
+    fn cache_query(&self, seat: Seat, query: &Query) -> Option<Query> {
+        let _ = (seat, query);
+        None
+    }
+    /// Grows whenever anything that `seat`'s cached answers, or its
+    /// [`Game::hot_queries`], depend on changes; it may stay put when only
+    /// other state moves (a clock tick, the other seat's units).
+    /// Validation-cache keys use it, so a memoized answer can never go
+    /// stale. The default is [`Game::version`], always safe.
+    fn query_version(&self, seat: Seat) -> u64 {
+        let _ = seat;
         self.version()
     }
-    /// The cacheable queries clients ask most, by seat: the match answers
-    /// them ahead of time after each change of [`Game::query_version`], so
-    /// the clients' own asks are cache hits. Default: none.
-    fn hot_queries(&self) -> Vec<(Seat, Query)> {
+    /// The queries `seat`'s client asks most, in [`Game::cache_query`] form:
+    /// the match answers them ahead of time after each change of
+    /// [`Game::query_version`], so the client's own asks are hits.
+    /// Default: none.
+    fn hot_queries(&self, seat: Seat) -> Vec<Query> {
+        let _ = seat;
         Vec::new()
     }
     /// The state as `seat` sees it (`None`: a neutral view). `seats` is the

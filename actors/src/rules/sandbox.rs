@@ -91,10 +91,6 @@ impl Game for SandboxGame {
         }
     }
 
-    fn cacheable(&self, _query: &Query) -> bool {
-        false
-    }
-
     fn version(&self) -> u64 {
         self.version
     }

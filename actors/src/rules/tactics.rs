@@ -267,9 +267,10 @@ pub struct TacticsGame {
     /// Battle tick of each seat's last placement during the battle.
     last_battle_place: [Option<u32>; 2],
     version: u64,
-    /// Grows when hands, units or the phase change: all that `valid_cells`
-    /// and the choice of hot queries read.
-    board_version: u64,
+    /// Per seat: grows when that seat's hand or units, or the phase,
+    /// change: all that its `valid_cells` answers and hot queries read (a
+    /// seat's placement rules look at its own side only).
+    board_version: [u64; 2],
 }
 
 impl TacticsGame {
@@ -295,7 +296,13 @@ impl TacticsGame {
             next_unit_id: 1,
             last_battle_place: [None; 2],
             version: 0,
-            board_version: 0,
+            board_version: [0; 2],
+        }
+    }
+
+    fn bump_both(&mut self) {
+        for v in &mut self.board_version {
+            *v += 1;
         }
     }
 
@@ -418,7 +425,7 @@ impl TacticsGame {
             next_attack: 0,
         });
         self.version += 1;
-        self.board_version += 1;
+        self.board_version[me] += 1;
         Ok(Outcome::event(Event::Placed {
             seat,
             card,
@@ -474,7 +481,7 @@ impl TacticsGame {
         self.phase = Phase::Battle;
         self.phase_tick = 0;
         self.version += 1;
-        self.board_version += 1;
+        self.bump_both();
         Event::Phase {
             phase: Phase::Battle.name().into(),
         }
@@ -484,7 +491,7 @@ impl TacticsGame {
         self.phase = Phase::Ended;
         self.phase_tick = 0;
         self.version += 1;
-        self.board_version += 1;
+        self.bump_both();
         MatchResult {
             winner: winner.map(seat_of),
             reason: reason.into(),
@@ -552,7 +559,7 @@ impl TacticsGame {
                 });
                 if hp <= 0 {
                     self.units.remove(pos);
-                    self.board_version += 1;
+                    self.board_version[enemy] += 1;
                     events.push(Event::Destroyed { unit_id: target_id });
                 }
             } else if self.lane_open(&attacker) {
@@ -622,7 +629,7 @@ impl Game for TacticsGame {
         if self.joined.iter().all(|&j| j) {
             self.phase = Phase::Deploy;
             self.phase_tick = 0;
-            self.board_version += 1;
+            self.bump_both();
             return Outcome::event(Event::Phase {
                 phase: Phase::Deploy.name().into(),
             });
@@ -706,28 +713,37 @@ impl Game for TacticsGame {
         }
     }
 
-    fn cacheable(&self, query: &Query) -> bool {
-        matches!(query, Query::ValidCells { .. })
-    }
-
     fn version(&self) -> u64 {
         self.version
     }
 
-    fn query_version(&self) -> u64 {
-        self.board_version
+    fn cache_query(&self, seat: Seat, query: &Query) -> Option<Query> {
+        let &Query::ValidCells { card } = query else {
+            return None;
+        };
+        let hand = self.hand(seat_index(seat)?);
+        let kind = hand.iter().find(|c| c.id == card)?.kind;
+        // The answer depends on the kind only: one key per kind in the hand.
+        let first = hand.iter().find(|c| c.kind == kind)?.id;
+        Some(Query::ValidCells { card: first })
     }
 
-    fn hot_queries(&self) -> Vec<(Seat, Query)> {
+    fn query_version(&self, seat: Seat) -> u64 {
+        seat_index(seat).map_or(0, |me| self.board_version[me])
+    }
+
+    fn hot_queries(&self, seat: Seat) -> Vec<Query> {
+        let Some(me) = seat_index(seat) else {
+            return Vec::new();
+        };
         if !matches!(self.phase, Phase::Deploy | Phase::Battle) {
             return Vec::new();
         }
-        (0..2)
-            .flat_map(|me| {
-                self.hand(me)
-                    .iter()
-                    .map(move |c| (seat_of(me), Query::ValidCells { card: c.id }))
-            })
+        let hand = self.hand(me);
+        hand.iter()
+            .enumerate()
+            .filter(|(i, c)| !hand[..*i].iter().any(|d| d.kind == c.kind))
+            .map(|(_, c)| Query::ValidCells { card: c.id })
             .collect()
     }
 
@@ -1870,8 +1886,8 @@ mod tests {
                 state: g.view(Some(0), Vec::new())
             })
         );
-        assert!(g.cacheable(&Query::ValidCells { card: 1 }));
-        assert!(!g.cacheable(&Query::State));
+        assert_eq!(g.cache_query(7, &Query::ValidCells { card: 1 }), None);
+        assert_eq!(g.cache_query(0, &Query::State), None);
 
         let wall = give(&mut g, 0, Wall);
         assert_eq!(
@@ -1919,6 +1935,45 @@ mod tests {
             }
         }
         cells
+    }
+
+    #[test]
+    fn cache_keys_are_per_kind_and_query_versions_per_seat() {
+        let mut g = deploy();
+        let a = give(&mut g, 0, Archer);
+        let b = give(&mut g, 0, Archer);
+        let first = g.hands[0]
+            .iter()
+            .find(|c| c.kind == Archer)
+            .map(|c| c.id)
+            .expect("an archer");
+        let key = |g: &TacticsGame, seat, card| g.cache_query(seat, &Query::ValidCells { card });
+        assert_eq!(key(&g, 0, a), Some(Query::ValidCells { card: first }));
+        assert_eq!(key(&g, 0, b), key(&g, 0, a));
+        assert_eq!(key(&g, 1, a), None, "not in that hand");
+        let hot = g.hot_queries(0);
+        let kinds: Vec<UnitKind> = hot
+            .iter()
+            .map(|q| match q {
+                Query::ValidCells { card } => {
+                    g.hands[0]
+                        .iter()
+                        .find(|c| c.id == *card)
+                        .expect("in hand")
+                        .kind
+                }
+                Query::State => panic!("state is not hot"),
+            })
+            .collect();
+        let mut distinct = kinds.clone();
+        distinct.dedup();
+        assert_eq!(kinds.len(), distinct.len(), "one hot query per kind");
+        assert!(g.hot_queries(5).is_empty());
+
+        let (v0, v1) = (g.query_version(0), g.query_version(1));
+        let _ = place(&mut g, 0, Guard, 2, 0);
+        assert!(g.query_version(0) > v0, "own placement");
+        assert_eq!(g.query_version(1), v1, "the other side is untouched");
     }
 
     #[test]
