@@ -151,6 +151,9 @@ pub struct Connection {
     last_seen: Instant,
     seated: Option<Seated>,
     joining: bool,
+    /// The match a join (or resume) was sent to, until its `ToConn::Joined`
+    /// seats this connection or the match refuses.
+    awaiting: Option<MatchId>,
     partial: Option<Partial>,
     backlog: Arc<Backlog>,
     frames: FrameMetrics,
@@ -166,6 +169,7 @@ impl Connection {
             last_seen: Instant::now(),
             seated: None,
             joining: false,
+            awaiting: None,
             partial: None,
             backlog: Arc::default(),
             frames: FrameMetrics::new(),
@@ -229,7 +233,12 @@ impl Connection {
     fn on_message(&mut self, ctx: &mut ws::WebsocketContext<Self>, msg: ClientMsg, enc: Encoding) {
         match msg {
             ClientMsg::Ping { nonce } => self.send(ctx, &ServerMsg::Pong { nonce }, enc),
-            ClientMsg::Join { match_id, ruleset } => self.on_join(ctx, match_id, ruleset, enc),
+            ClientMsg::Join { match_id, ruleset } => {
+                self.on_join(ctx, match_id, ruleset, None, enc)
+            }
+            ClientMsg::Resume { match_id, last_seq } => {
+                self.on_join(ctx, Some(match_id), None, Some(last_seq), enc)
+            }
             ClientMsg::Action { client_seq, action } => {
                 let Some(s) = &self.seated else {
                     return self.fail(ctx, ConnError::NotInMatch, enc);
@@ -294,11 +303,13 @@ impl Connection {
         self.fail(ctx, ConnError::MatchGone, enc);
     }
 
+    /// `join` by id or ruleset, or (`resume` set) `resume` by id.
     fn on_join(
         &mut self,
         ctx: &mut ws::WebsocketContext<Self>,
         match_id: Option<MatchId>,
         ruleset: Option<String>,
+        resume: Option<u64>,
         enc: Encoding,
     ) {
         if let Some(s) = &self.seated {
@@ -309,7 +320,7 @@ impl Connection {
         }
         match (match_id, ruleset) {
             (Some(id), None) => match self.engine.lookup(id) {
-                Some(entry) => self.join_entry(ctx, entry, None, enc),
+                Some(entry) => self.join_entry(ctx, entry, None, resume, enc),
                 None => self.fail(ctx, ConnError::MatchNotFound(id), enc),
             },
             (None, Some(ruleset)) => {
@@ -339,7 +350,7 @@ impl Connection {
                 .map(|e| (e, exclude))
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
-            Ok((entry, exclude)) => act.join_entry(ctx, entry, Some((ruleset, exclude)), enc),
+            Ok((entry, exclude)) => act.join_entry(ctx, entry, Some((ruleset, exclude)), None, enc),
             Err(e) => {
                 act.joining = false;
                 act.fail(ctx, e.into(), enc);
@@ -348,12 +359,14 @@ impl Connection {
     }
 
     /// Asks `entry`'s match for a seat. `quick` carries the quick-join state
-    /// so a match that filled up meanwhile leads to another try.
+    /// so a match that filled up meanwhile leads to another try; `resume`
+    /// the last `seq` a resuming client saw.
     fn join_entry(
         &mut self,
         ctx: &mut ws::WebsocketContext<Self>,
         entry: MatchEntry,
         quick: Option<(String, Vec<MatchId>)>,
+        resume: Option<u64>,
         enc: Encoding,
     ) {
         self.joining = true;
@@ -363,31 +376,30 @@ impl Connection {
             conn: ctx.address().recipient(),
             backlog: self.backlog.clone(),
             encoding: enc,
+            resume_from: resume,
         };
         let addr = entry.addr.clone();
         let match_id = entry.info.id;
+        self.awaiting = Some(match_id);
         let fut = async move {
             addr.send(join)
                 .timeout(std::time::Duration::from_secs(2))
                 .await
         };
         // `spawn`, not `wait`: frames keep flowing while the match answers.
-        // The seat is taken from `ToConn::Joined`, which arrives in order
-        // with the match's frames, so an action sent the moment the client
-        // reads `joined` finds the connection seated.
+        // The seat is taken only from `ToConn::Joined`, which arrives in
+        // order with the match's frames: an action sent the moment the
+        // client reads `joined` finds the connection seated, and this reply,
+        // which may come later (after a `leave`, say), never seats anyone.
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.joining = false;
+            if !matches!(res, Ok(Ok(_)) | Err(MailboxError::Timeout)) {
+                // Refused: no `ToConn::Joined` is coming. (After a timeout
+                // it may still come, and then seats.)
+                act.awaiting = None;
+            }
             match res {
-                Ok(Ok(ack)) => {
-                    // Usually `ToConn::Joined` has seated us already.
-                    if act.seated.is_none() {
-                        act.seated = Some(Seated {
-                            match_id: ack.match_id,
-                            seat: ack.seat,
-                            addr: entry.addr,
-                        });
-                    }
-                }
+                Ok(Ok(_)) => {}
                 Ok(Err(JoinError::Full | JoinError::Closed | JoinError::Ended))
                     if quick
                         .as_ref()
@@ -525,7 +537,9 @@ impl Handler<ToConn> for Connection {
                 addr,
                 frame,
             } => {
-                if self.seated.is_none() {
+                if self.awaiting == Some(match_id) && self.seated.is_none() {
+                    self.awaiting = None;
+                    self.joining = false;
                     self.seated = Some(Seated {
                         match_id,
                         seat,

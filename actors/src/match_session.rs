@@ -39,6 +39,9 @@ pub struct Join {
     /// The connection's count of queued, unwritten bytes.
     pub backlog: Arc<Backlog>,
     pub encoding: Encoding,
+    /// A resume: the player must hold a seat here already, and wants every
+    /// event after this `seq` (the last one its client saw).
+    pub resume_from: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +58,8 @@ pub enum JoinError {
     Closed,
     #[error("the match has ended")]
     Ended,
+    #[error("you hold no seat in this match")]
+    NotMember,
 }
 
 impl JoinError {
@@ -63,6 +68,7 @@ impl JoinError {
             JoinError::Full => "match_full",
             JoinError::Closed => "match_closed",
             JoinError::Ended => "match_ended",
+            JoinError::NotMember => "not_a_member",
         }
     }
 }
@@ -586,6 +592,37 @@ impl MatchSession {
         self.reply_to(seat, &msg, encoding);
     }
 
+    /// Whether every event after `last_seq` is still in the ring buffer.
+    fn can_replay(&self, last_seq: u64) -> bool {
+        if last_seq > self.seq {
+            return false;
+        }
+        last_seq == self.seq || self.ring.front().is_some_and(|e| e.seq <= last_seq + 1)
+    }
+
+    /// Sends `seat` every recorded event after `last_seq`, in order.
+    fn replay(&mut self, seat: usize, last_seq: u64, encoding: Encoding) {
+        let frames: Vec<Out> = self
+            .ring
+            .iter()
+            .filter(|e| e.seq > last_seq)
+            .map(|e| {
+                let msg = ServerMsg::Event {
+                    match_id: self.id,
+                    seq: e.seq,
+                    seat: e.seat,
+                    event: e.event.clone(),
+                };
+                encode(&msg, encoding)
+            })
+            .collect();
+        metrics::counter!(m::EVENTS_REPLAYED).increment(frames.len() as u64);
+        for frame in frames {
+            self.send_to(seat, frame);
+        }
+        self.announce_dropped();
+    }
+
     /// Events kept for resume, oldest first.
     pub fn recent_events(&self) -> impl Iterator<Item = &Recorded> {
         self.ring.iter()
@@ -641,6 +678,7 @@ impl Handler<Join> for MatchSession {
             .position(|s| s.as_ref().is_some_and(|m| m.player_id == msg.player_id));
         let (seat, rejoin) = match existing {
             Some(i) => (i, true),
+            None if msg.resume_from.is_some() => return Err(JoinError::NotMember),
             None => {
                 if !self.game.accepts_players() {
                     return Err(JoinError::Closed);
@@ -677,15 +715,25 @@ impl Handler<Join> for MatchSession {
             });
         }
         self.empty_since = None;
-        // The snapshot goes through the same mailbox as the events that
-        // follow it, so the client sees `joined` then seq + 1, + 2, ...
-        let state = self.game.view(Some(seat_id), self.seat_views());
-        let joined = ServerMsg::Joined {
-            match_id: self.id,
-            ruleset: self.ruleset.name().into(),
-            seat: seat_id,
-            seq: self.seq,
-            state,
+        // What the client gets first: `resumed` followed by the events it
+        // missed, when the ring buffer still holds them all, else the
+        // `joined` snapshot. Both go through the same mailbox as the events
+        // that follow, so the client sees them in `seq` order.
+        let replay = msg.resume_from.filter(|&last| self.can_replay(last));
+        let first = match replay {
+            Some(last_seq) => ServerMsg::Resumed {
+                match_id: self.id,
+                seat: seat_id,
+                last_seq,
+                seq: self.seq,
+            },
+            None => ServerMsg::Joined {
+                match_id: self.id,
+                ruleset: self.ruleset.name().into(),
+                seat: seat_id,
+                seq: self.seq,
+                state: self.game.view(Some(seat_id), self.seat_views()),
+            },
         };
         if let Some((_, conn)) = self.seats[seat].as_ref().and_then(|m| m.conn.as_ref()) {
             // Control message, one per join: the connection takes its seat
@@ -695,8 +743,19 @@ impl Handler<Join> for MatchSession {
                 match_id: self.id,
                 seat: seat_id,
                 addr: ctx.address(),
-                frame: encode(&joined, msg.encoding),
+                frame: encode(&first, msg.encoding),
             });
+        }
+        if msg.resume_from.is_some() {
+            let outcome = if replay.is_some() {
+                "replayed"
+            } else {
+                "snapshot"
+            };
+            metrics::counter!(m::RESUMES, "outcome" => outcome).increment(1);
+        }
+        if let Some(last_seq) = replay {
+            self.replay(seat, last_seq, msg.encoding);
         }
         log::info!(match_id = self.id, player_id = msg.player_id, seat = seat_id, conn_id = msg.conn_id; "player joined");
         if rejoin {

@@ -29,6 +29,8 @@ pub const MAILBOX_FULL: &str = "matchd_mailbox_send_failures_total";
 pub const SLOW_CLIENTS: &str = "matchd_slow_client_disconnects_total";
 pub const HEARTBEAT_TIMEOUTS: &str = "matchd_heartbeat_timeouts_total";
 pub const HTTP_SECONDS: &str = "matchd_http_request_duration_seconds";
+pub const RESUMES: &str = "matchd_resumes_total";
+pub const EVENTS_REPLAYED: &str = "matchd_events_replayed_total";
 pub const WRITER_QUEUE: &str = "matchd_writer_queue_depth";
 pub const WRITER_BATCH_ROWS: &str = "matchd_writer_batch_rows";
 pub const WRITER_FLUSH_SECONDS: &str = "matchd_writer_flush_duration_seconds";
@@ -64,6 +66,8 @@ pub const ALL: &[&str] = &[
     SLOW_CLIENTS,
     HEARTBEAT_TIMEOUTS,
     HTTP_SECONDS,
+    RESUMES,
+    EVENTS_REPLAYED,
     WRITER_QUEUE,
     WRITER_BATCH_ROWS,
     WRITER_FLUSH_SECONDS,
@@ -127,6 +131,8 @@ pub fn describe() {
         HEARTBEAT_TIMEOUTS,
         "Connections closed for missing heartbeats"
     );
+    describe_counter!(RESUMES, "Resumes served, by outcome (replayed, snapshot)");
+    describe_counter!(EVENTS_REPLAYED, "Events sent again to resuming clients");
     describe_histogram!(
         HTTP_SECONDS,
         Unit::Seconds,

@@ -33,6 +33,11 @@ impl SeqCheck {
         }
     }
 
+    /// The last `seq` seen, what a `resume` asks to continue after.
+    pub fn last(&self) -> Option<u64> {
+        self.last
+    }
+
     pub fn errors(&self) -> u64 {
         self.missing + self.duplicates + self.out_of_order
     }

@@ -194,6 +194,7 @@ impl SimClient {
             conn: ctx.address().recipient(),
             backlog: self.backlog.clone(),
             encoding: self.encoding,
+            resume_from: None,
         };
         ctx.spawn(
             addr.send(join)

@@ -35,7 +35,10 @@ mailbox options:
 
 ws options:
   --url URL                    node to load (default http://127.0.0.1:8080; loopback only)
-  --scenario connections|fanout|tactics   default fanout
+  --scenario connections|fanout|tactics|resume   default fanout
+                               (resume: fanout whose clients drop their socket
+                               and resume on a new one; no event may be lost)
+  --resume-every D             resume: each client about this often (default 5s)
   --clients N --duration D     a flat run (default 100 clients, 10s)
   --stages D:N,D:N,...         ramps instead, e.g. 10s:1000,30s:1000,10s:0
   --room K                     fanout seats per room (default 4)
@@ -172,6 +175,7 @@ fn run_ws(argv: &[String]) -> Result<(), String> {
             .map(|p| p.parse())
             .transpose()
             .map_err(|e: std::num::ParseIntError| format!("--server-pid: {e}"))?,
+        resume_every: args.duration("resume-every", d.resume_every).map_err(fmt)?,
         progress: !args.switch("quiet", false).map_err(fmt)?,
     };
     let checks = Checks::from(&args)?;

@@ -38,6 +38,9 @@ pub enum Scenario {
     Connections,
     Fanout,
     Tactics,
+    /// Fan-out where clients drop their connection now and then and
+    /// `resume` on a new one, checking that no event is lost.
+    Resume,
 }
 
 impl Scenario {
@@ -46,12 +49,9 @@ impl Scenario {
             "connections" => Ok(Self::Connections),
             "fanout" => Ok(Self::Fanout),
             "tactics" => Ok(Self::Tactics),
-            "resume" => Err(
-                "the resume scenario needs the resume protocol, which this matchd does not have yet"
-                    .into(),
-            ),
+            "resume" => Ok(Self::Resume),
             other => Err(format!(
-                "unknown scenario {other:?} (connections, fanout, tactics)"
+                "unknown scenario {other:?} (connections, fanout, tactics, resume)"
             )),
         }
     }
@@ -61,7 +61,13 @@ impl Scenario {
             Self::Connections => "connections",
             Self::Fanout => "fanout",
             Self::Tactics => "tactics",
+            Self::Resume => "resume",
         }
+    }
+
+    /// Whether seats send marks at `--rate`.
+    fn marks(self) -> bool {
+        matches!(self, Self::Fanout | Self::Resume)
     }
 }
 
@@ -84,6 +90,8 @@ pub struct WsOpts {
     pub shard: (usize, usize),
     /// The server's PID, to sample its memory.
     pub server_pid: Option<u32>,
+    /// Resume scenario: each client drops and resumes about this often.
+    pub resume_every: Duration,
     /// Print a progress line every second.
     pub progress: bool,
 }
@@ -101,6 +109,7 @@ impl Default for WsOpts {
             source_ips: Vec::new(),
             shard: (0, 1),
             server_pid: None,
+            resume_every: Duration::from_secs(5),
             progress: true,
         }
     }
@@ -184,6 +193,15 @@ pub struct WsReport {
     pub errors: u64,
     pub error_rate: f64,
     pub matches_finished: u64,
+    /// Resume scenario: resumes answered with the missed events, and with a
+    /// snapshot (more missed than the ring buffer holds).
+    pub resumes: u64,
+    pub resume_snapshots: u64,
+    pub resume_failures: u64,
+    /// `resume` sent to `resumed` (or `joined`) received, on a connection
+    /// already open.
+    pub resume_latency: Latency,
+    pub resume_buckets: Buckets,
     pub generator_cpu_cores: f64,
     pub generator_threads: usize,
     /// The generator used nearly all its CPU: the figures may be its limit,
@@ -216,6 +234,7 @@ impl WsReport {
             + self.decode_errors
             + self.closed_unexpectedly
             + self.connect_failures
+            + self.resume_failures
             + self.busy;
         let base = (self.actions + self.connects).max(1);
         self.error_rate = self.errors as f64 / base as f64;
@@ -234,6 +253,7 @@ impl WsReport {
         };
         let mut conn_h = latency_histogram();
         let mut act_h = latency_histogram();
+        let mut res_h = latency_histogram();
         for p in parts {
             if p.scenario != m.scenario {
                 return Err(format!(
@@ -254,6 +274,10 @@ impl WsReport {
             m.decode_errors += p.decode_errors;
             m.closed_unexpectedly += p.closed_unexpectedly;
             m.matches_finished += p.matches_finished;
+            m.resumes += p.resumes;
+            m.resume_snapshots += p.resume_snapshots;
+            m.resume_failures += p.resume_failures;
+            let _ = res_h.add(histogram_of(&p.resume_buckets));
             m.generator_cpu_cores += p.generator_cpu_cores;
             m.generator_threads += p.generator_threads;
             m.generator_limited |= p.generator_limited;
@@ -285,6 +309,8 @@ impl WsReport {
         m.action_latency = Latency::of(&act_h);
         m.connect_buckets = buckets(&conn_h);
         m.action_buckets = buckets(&act_h);
+        m.resume_latency = Latency::of(&res_h);
+        m.resume_buckets = buckets(&res_h);
         m.finish_errors();
         Ok(m)
     }
@@ -332,6 +358,16 @@ impl WsReport {
                 self.busy, self.rejected, self.closed_unexpectedly, self.matches_finished
             ),
         );
+        if self.resumes + self.resume_snapshots + self.resume_failures > 0 {
+            row(
+                "resumes",
+                format!(
+                    "replayed {}  snapshot {}  failed {}",
+                    self.resumes, self.resume_snapshots, self.resume_failures
+                ),
+            );
+            row("resume latency (ms)", self.resume_latency.describe());
+        }
         row(
             "errors",
             format!("{} ({:.4}%)", self.errors, self.error_rate * 100.0),
@@ -391,6 +427,9 @@ struct Counters {
     decode_errors: AtomicU64,
     closed: AtomicU64,
     finished: AtomicU64,
+    resumes: AtomicU64,
+    resume_snapshots: AtomicU64,
+    resume_failures: AtomicU64,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -412,6 +451,7 @@ struct Shared {
     counters: Counters,
     action: Vec<Mutex<Hist>>,
     connect: Mutex<Histogram<u64>>,
+    resume: Mutex<Histogram<u64>>,
 }
 
 impl Shared {
@@ -461,8 +501,9 @@ fn encode(msg: &ClientMsg, enc: Encoding) -> Message {
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
-/// Opens a session and a WebSocket for client `i`.
-async fn connect(shared: &Shared, i: usize) -> Result<Ws, String> {
+/// Opens a session and a WebSocket for client `i`; returns the socket and
+/// the session token.
+async fn connect(shared: &Shared, i: usize) -> Result<(Ws, String), String> {
     let src = shared.source(i);
     let (status, body) = http::post_json(shared.server, src, "/v1/sessions", "{}")
         .await
@@ -472,6 +513,13 @@ async fn connect(shared: &Shared, i: usize) -> Result<Ws, String> {
     }
     let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
     let token = v["token"].as_str().ok_or("session without token")?;
+    let ws = open_ws(shared, i, token).await?;
+    Ok((ws, token.to_string()))
+}
+
+/// A WebSocket for an existing session.
+async fn open_ws(shared: &Shared, i: usize, token: &str) -> Result<Ws, String> {
+    let src = shared.source(i);
     let stream = http::connect_from(shared.server, src)
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -511,6 +559,9 @@ struct Client {
     /// Tactics: the request in flight, (client_seq, sent at).
     pending: Option<(u64, Instant)>,
     out: Vec<ClientMsg>,
+    match_id: Option<u64>,
+    /// Resume scenario: when the `resume` in flight was sent.
+    resuming: Option<Instant>,
 }
 
 impl Client {
@@ -524,6 +575,28 @@ impl Client {
             bot: TacticsBot::new(0x5eed ^ i as u64),
             pending: None,
             out: Vec::new(),
+            match_id: None,
+            resuming: None,
+        }
+    }
+
+    /// The answer to a `resume` arrived (`snapshot`: a `joined` instead of
+    /// `resumed`).
+    fn resumed(&mut self, shared: &Shared, snapshot: bool) {
+        let Some(sent) = self.resuming.take() else {
+            return;
+        };
+        let c = &shared.counters;
+        add(
+            if snapshot {
+                &c.resume_snapshots
+            } else {
+                &c.resumes
+            },
+            1,
+        );
+        if let Ok(mut h) = shared.resume.lock() {
+            record(&mut h, sent.elapsed());
         }
     }
 
@@ -577,9 +650,16 @@ impl Client {
         let now = Instant::now();
         match msg {
             ServerMsg::Joined {
-                seat, seq, state, ..
+                match_id,
+                seat,
+                seq,
+                state,
+                ..
             } => {
+                self.resumed(shared, true);
                 self.seat = Some(seat);
+                self.match_id = Some(match_id);
+                self.flush_check(shared);
                 self.check = SeqCheck::starting_at(seq);
                 if let State::Tactics(v) = state {
                     self.bot.joined(v.hand.iter().map(|c| c.card).collect());
@@ -643,6 +723,25 @@ impl Client {
                     self.bot_step(now);
                 }
             }
+            ServerMsg::Resumed {
+                match_id,
+                seat,
+                last_seq,
+                ..
+            } => {
+                self.resumed(shared, false);
+                self.seat = Some(seat);
+                self.match_id = Some(match_id);
+                // The replay continues the stream this client already checks.
+                if self.check.last() != Some(last_seq) {
+                    self.flush_check(shared);
+                    self.check = SeqCheck::starting_at(last_seq);
+                }
+            }
+            ServerMsg::Error { .. } if self.resuming.is_some() => {
+                self.resuming = None;
+                add(&c.resume_failures, 1);
+            }
             ServerMsg::Ended { seq, .. } => {
                 self.check.observe(seq);
                 if self.seat == Some(0) && measuring {
@@ -672,7 +771,7 @@ async fn run_client(
 ) {
     let c = &shared.counters;
     let started = Instant::now();
-    let mut ws = match connect(&shared, i).await {
+    let (mut ws, token) = match connect(&shared, i).await {
         Ok(ws) => ws,
         Err(e) => {
             add(&c.connect_failures, 1);
@@ -699,12 +798,23 @@ async fn run_client(
     let mut client = Client::new(i);
     let mut clean = ws.send(encode(&join, enc)).await.is_ok();
     let period = Duration::from_secs_f64(1.0 / shared.opts.rate.max(0.001));
-    let mut ticker = tokio::time::interval(match shared.opts.scenario {
-        Scenario::Fanout => period,
-        _ => Duration::from_millis(250),
+    let mut ticker = tokio::time::interval(if shared.opts.scenario.marks() {
+        period
+    } else {
+        Duration::from_millis(250)
     });
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stopping: Option<Instant> = None;
+    // Resume scenario: drop and resume about every `resume_every`, jittered
+    // so the clients do not all go at once.
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d);
+    let mut jitter = move |every: Duration| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        every.mul_f64(0.5 + (rng % 1000) as f64 / 1000.0)
+    };
+    let mut next_drop = Instant::now() + jitter(shared.opts.resume_every);
     while clean {
         let measure = measuring.load(Ordering::Relaxed);
         tokio::select! {
@@ -720,8 +830,35 @@ async fn run_client(
                     }
                     continue;
                 }
+                let drop_now = shared.opts.scenario == Scenario::Resume
+                    && client.seat.is_some()
+                    && client.resuming.is_none()
+                    && Instant::now() >= next_drop;
+                if drop_now {
+                    next_drop = Instant::now() + jitter(shared.opts.resume_every);
+                    let (Some(match_id), Some(last_seq)) = (client.match_id, client.check.last())
+                    else {
+                        continue;
+                    };
+                    // Walk away mid-stream, come back on a new socket.
+                    let _ = ws.close(None).await;
+                    client.inflight.clear();
+                    client.seat = None;
+                    match open_ws(&shared, i, &token).await {
+                        Ok(new) => {
+                            ws = new;
+                            client.resuming = Some(Instant::now());
+                            client.out.push(ClientMsg::Resume { match_id, last_seq });
+                        }
+                        Err(e) => {
+                            add(&c.resume_failures, 1);
+                            log_once(&e);
+                            clean = false;
+                        }
+                    }
+                }
                 match shared.opts.scenario {
-                    Scenario::Fanout if client.seat.is_some() && client.inflight.len() < 1000 => {
+                    s if s.marks() && client.seat.is_some() && client.inflight.len() < 1000 => {
                         let client_seq = client.seq();
                         client.inflight.push_back((client_seq, Instant::now()));
                         client.out.push(ClientMsg::Action {
@@ -835,6 +972,7 @@ pub fn run(opts: WsOpts) -> Result<WsReport, String> {
             })
             .collect(),
         connect: Mutex::new(latency_histogram()),
+        resume: Mutex::new(latency_histogram()),
     });
     rt.block_on(drive(shared, threads))
 }
@@ -866,7 +1004,7 @@ async fn drive(shared: Arc<Shared>, threads: usize) -> Result<WsReport, String> 
             next_client += 1;
             let room = match opts.scenario {
                 Scenario::Connections => None,
-                Scenario::Fanout | Scenario::Tactics => {
+                Scenario::Fanout | Scenario::Tactics | Scenario::Resume => {
                     let size = if opts.scenario == Scenario::Tactics {
                         2
                     } else {
@@ -968,6 +1106,11 @@ async fn drive(shared: Arc<Shared>, threads: usize) -> Result<WsReport, String> 
         .lock()
         .map(|h| h.clone())
         .unwrap_or_else(|_| latency_histogram());
+    let res_h = shared
+        .resume
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|_| latency_histogram());
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let cpu = (proc_end.cpu_seconds - proc_start.cpu_seconds) / seconds.max(1e-9);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -983,6 +1126,7 @@ async fn drive(shared: Arc<Shared>, threads: usize) -> Result<WsReport, String> 
             "threads": threads,
             "source_ips": opts.source_ips.len(),
             "shard": format!("{}/{}", opts.shard.0, opts.shard.1),
+            "resume_every_s": opts.resume_every.as_secs_f64(),
         }),
         shards: 1,
         seconds,
@@ -1006,6 +1150,11 @@ async fn drive(shared: Arc<Shared>, threads: usize) -> Result<WsReport, String> 
         decode_errors: get(&c.decode_errors),
         closed_unexpectedly: get(&c.closed),
         matches_finished: get(&c.finished),
+        resumes: get(&c.resumes),
+        resume_snapshots: get(&c.resume_snapshots),
+        resume_failures: get(&c.resume_failures),
+        resume_latency: Latency::of(&res_h),
+        resume_buckets: buckets(&res_h),
         generator_cpu_cores: cpu,
         generator_threads: threads,
         generator_limited: cpu > 0.85 * threads.min(cores) as f64,

@@ -78,6 +78,24 @@ fn a_short_tactics_run_plays_and_stays_ordered() {
     assert!(r.actions > 0, "bots placed cards: {}", r.table());
 }
 
+#[test]
+fn clients_that_drop_and_resume_miss_nothing() {
+    let port = spawn_node();
+    let mut o = opts(port, 8);
+    o.scenario = Scenario::Resume;
+    o.resume_every = Duration::from_millis(300);
+    let r = ws::run(o).expect("run");
+    assert!(r.resumes > 0, "clients resumed: {}", r.table());
+    assert_eq!(r.resume_failures, 0, "{}", r.table());
+    assert_eq!(
+        (r.missing_events, r.duplicate_events, r.out_of_order_events),
+        (0, 0, 0),
+        "{}",
+        r.table()
+    );
+    assert_eq!(r.errors, 0, "{}", r.table());
+}
+
 /// A fake node that speaks the protocol but skips seq 3 of every match.
 async fn broken_node(listener: TcpListener) {
     loop {

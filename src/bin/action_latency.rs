@@ -62,6 +62,7 @@ async fn measure(
             conn: sink.recipient(),
             backlog,
             encoding: Encoding::Bincode,
+            resume_from: None,
         })
         .await?
         .map_err(|e| format!("join: {e}"))?;

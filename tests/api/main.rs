@@ -8,6 +8,7 @@ mod http;
 mod panics;
 mod persistence;
 mod pg;
+mod resume;
 mod sandbox;
 mod support;
 mod tactics;

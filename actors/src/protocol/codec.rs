@@ -74,7 +74,7 @@ impl DecodeError {
     }
 }
 
-const CLIENT_TYPES: &[&str] = &["join", "action", "query", "leave", "ping"];
+const CLIENT_TYPES: &[&str] = &["join", "action", "query", "leave", "ping", "resume"];
 
 /// Decodes a text frame.
 pub fn decode_json(text: &str) -> Result<ClientMsg, DecodeError> {

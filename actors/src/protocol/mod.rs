@@ -42,6 +42,9 @@ pub enum ClientMsg {
     Leave,
     /// Application-level ping, answered by `pong` with the same nonce.
     Ping { nonce: u64 },
+    /// Take back this player's seat in `match_id` after a disconnect and
+    /// receive every event after `last_seq` (the last one the client saw).
+    Resume { match_id: MatchId, last_seq: u64 },
 }
 
 /// Frames the server sends.
@@ -93,6 +96,14 @@ pub enum ServerMsg {
     Pong { nonce: u64 },
     /// Acknowledges `leave`.
     Left { match_id: MatchId },
+    /// Answer to `resume`: the client holds `seat` again; the events
+    /// `last_seq + 1 ..= seq` follow as `event` frames, then live ones.
+    Resumed {
+        match_id: MatchId,
+        seat: Seat,
+        last_seq: u64,
+        seq: u64,
+    },
 }
 
 /// Actions of every shipped ruleset. A ruleset rejects kinds it does not
