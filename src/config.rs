@@ -45,6 +45,11 @@ pub struct Config {
     pub persist: WriterConfig,
     /// Postgres the read API queries (`DATABASE_READ_URL`, else `DATABASE_URL`).
     pub read_database_url: Option<Secret>,
+    /// Key of the `/admin/*` endpoints; `None` turns them off.
+    pub admin_key: Option<Secret>,
+    /// How long a drain waits for connected matches to finish before the
+    /// node stops anyway.
+    pub drain_timeout_ms: u64,
 }
 
 /// One setting: variable, default, meaning.
@@ -226,6 +231,16 @@ pub const SETTINGS: &[Setting] = &[
         help: "the open breaker waits this long before one probe (half-open)",
     },
     Setting {
+        var: "MATCHD_ADMIN_KEY",
+        default: "(unset: admin endpoints off)",
+        help: "bearer key of `POST /admin/drain`; never logged",
+    },
+    Setting {
+        var: "MATCHD_DRAIN_TIMEOUT_MS",
+        default: "60000",
+        help: "a draining node stops when no match has a connected player, or after this long",
+    },
+    Setting {
         var: "MATCHD_LOG_FORMAT",
         default: "text",
         help: "`text` for people, `json` for one JSON object per line",
@@ -362,6 +377,8 @@ impl Config {
             engine,
             persist,
             read_database_url,
+            admin_key: get("MATCHD_ADMIN_KEY").map(Secret),
+            drain_timeout_ms: num("MATCHD_DRAIN_TIMEOUT_MS", 60_000)?,
         };
         config.validate()?;
         Ok(config)

@@ -50,6 +50,10 @@ pub enum ApiError {
     TooManySessions,
     #[error("{0}")]
     Engine(#[from] EngineError),
+    #[error("admin endpoints are off: set MATCHD_ADMIN_KEY")]
+    AdminDisabled,
+    #[error("a valid admin key is required (Authorization: Bearer)")]
+    BadAdminKey,
     #[error("no such route")]
     NotFound,
     #[error("method not allowed")]
@@ -72,6 +76,8 @@ impl ApiError {
             ApiError::WebSocketRequired => "websocket_required",
             ApiError::TooManySessions => "too_many_sessions",
             ApiError::Engine(e) => e.code(),
+            ApiError::AdminDisabled => "admin_disabled",
+            ApiError::BadAdminKey => "bad_admin_key",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
         }
@@ -110,7 +116,8 @@ impl ResponseError for ApiError {
             ApiError::MatchNotFound(_) | ApiError::PlayerNotFound(_) | ApiError::NotFound => {
                 StatusCode::NOT_FOUND
             }
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::BadAdminKey => StatusCode::UNAUTHORIZED,
+            ApiError::AdminDisabled => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManySessions
             | ApiError::Engine(_)
@@ -136,6 +143,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub started: Instant,
     pub writer: Addr<PersistenceWriter>,
+    /// `MATCHD_ADMIN_KEY`; `None` turns the admin endpoints off.
+    pub admin_key: Option<String>,
 }
 
 /// The read pool of one HTTP worker (`DATABASE_READ_URL`, else
@@ -190,6 +199,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/v1/ws")
             .route(web::get().to(websocket))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/admin/drain")
+            .route(web::post().to(admin_drain))
             .default_service(not_allowed()),
     )
     .service(web::resource("/health").route(web::get().to(health)))
@@ -568,7 +582,40 @@ async fn database_check(state: &AppState, reads: &Reads) -> serde_json::Value {
     })
 }
 
+/// `POST /admin/drain`: stop taking new matches and players, tell every
+/// client, fail `/ready`, and stop once no match has a connected player
+/// (or after `MATCHD_DRAIN_TIMEOUT_MS`). Idempotent.
+async fn admin_drain(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let key = state.admin_key.as_deref().ok_or(ApiError::AdminDisabled)?;
+    let given = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !same_secret(given.as_bytes(), key.as_bytes()) {
+        return Err(ApiError::BadAdminKey);
+    }
+    if state.engine.start_draining() {
+        log::info!("drain requested through /admin/drain");
+    }
+    Ok(HttpResponse::Accepted().json(serde_json::json!({
+        "draining": true,
+        "busy_matches": state.engine.busy_matches(),
+    })))
+}
+
+/// Compares without stopping at the first difference, so timing does not
+/// tell how much of a guessed key was right.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 async fn ready(state: web::Data<AppState>, reads: web::Data<Reads>) -> HttpResponse {
+    let draining = state.engine.is_draining();
     let (ok, detail) = match state.engine.stats().await {
         Ok(stats) => (
             true,
@@ -581,8 +628,10 @@ async fn ready(state: web::Data<AppState>, reads: web::Data<Reads>) -> HttpRespo
         ),
         Err(e) => (false, serde_json::json!({ "ok": false, "error": e.code() })),
     };
+    let ok = ok && !draining;
     let body = serde_json::json!({
         "ready": ok,
+        "draining": draining,
         "node_id": state.engine.cfg.node_id,
         "uptime_s": state.started.elapsed().as_secs(),
         "checks": { "registry": detail, "database": database_check(&state, &reads).await },

@@ -23,6 +23,7 @@ pub struct Application {
     engine: Engine,
     writer: Addr<PersistenceWriter>,
     _writer_arbiter: Arbiter,
+    drain_timeout: Duration,
 }
 
 impl Application {
@@ -45,6 +46,7 @@ impl Application {
             metrics: metrics.clone(),
             started: Instant::now(),
             writer: writer.clone(),
+            admin_key: config.admin_key.as_ref().map(|k| k.0.clone()),
         });
         let read_cfg = config
             .read_database_url
@@ -99,6 +101,7 @@ impl Application {
             engine,
             writer,
             _writer_arbiter: writer_arbiter,
+            drain_timeout: Duration::from_millis(config.drain_timeout_ms),
         })
     }
 
@@ -122,9 +125,26 @@ impl Application {
     /// then lets the writer finish its batch and journal what it still holds.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
+        let (engine, drain_timeout) = (self.engine.clone(), self.drain_timeout);
         actix_web::rt::spawn(async move {
-            shutdown_signal().await;
-            log::info!("shutdown signal received; stopping gracefully");
+            // SIGINT/SIGTERM, or `POST /admin/drain`, starts a drain.
+            let signal = shutdown_signal();
+            tokio::pin!(signal);
+            loop {
+                tokio::select! {
+                    _ = &mut signal => {
+                        log::info!("shutdown signal received; draining");
+                        engine.start_draining();
+                        break;
+                    }
+                    _ = actix_web::rt::time::sleep(DRAIN_POLL) => {
+                        if engine.is_draining() {
+                            break;
+                        }
+                    }
+                }
+            }
+            drain(&engine, drain_timeout).await;
             handle.stop(true).await;
         });
         let result = self.server.await;
@@ -142,6 +162,27 @@ impl Application {
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM.
+/// How often the drain watcher looks at the node.
+const DRAIN_POLL: Duration = Duration::from_millis(200);
+
+/// Waits until no match has a connected player, or `timeout`. Connections
+/// hear `draining` from their own heartbeat; `/ready` already fails.
+async fn drain(engine: &Engine, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let busy = engine.busy_matches();
+        if busy == 0 {
+            log::info!("drained: no match has a connected player; stopping");
+            return;
+        }
+        if Instant::now() >= deadline {
+            log::warn!(busy_matches = busy; "drain deadline reached; stopping anyway");
+            return;
+        }
+        actix_web::rt::time::sleep(DRAIN_POLL).await;
+    }
+}
+
 async fn shutdown_signal() {
     use actix_web::rt::signal;
     let mut term = match signal::unix::signal(signal::unix::SignalKind::terminate()) {

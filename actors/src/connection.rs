@@ -29,6 +29,10 @@ const QUICK_JOIN_ATTEMPTS: usize = 5;
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
+/// What a `draining` frame tells clients to wait before joining again
+/// (elsewhere, through the load balancer).
+pub const DRAIN_RETRY_AFTER_MS: u64 = 1000;
+
 /// Bytes a match has put in a connection's mailbox that the connection has
 /// not written to its socket yet. The match adds before it sends, the
 /// connection subtracts when it writes; a client that stops reading stops
@@ -154,6 +158,8 @@ pub struct Connection {
     /// The match a join (or resume) was sent to, until its `ToConn::Joined`
     /// seats this connection or the match refuses.
     awaiting: Option<MatchId>,
+    /// Whether this client has been told that the node drains.
+    told_draining: bool,
     partial: Option<Partial>,
     backlog: Arc<Backlog>,
     frames: FrameMetrics,
@@ -170,6 +176,7 @@ impl Connection {
             seated: None,
             joining: false,
             awaiting: None,
+            told_draining: false,
             partial: None,
             backlog: Arc::default(),
             frames: FrameMetrics::new(),
@@ -317,6 +324,11 @@ impl Connection {
         }
         if self.joining {
             return self.fail(ctx, ConnError::JoinInProgress, enc);
+        }
+        // A draining node finishes what runs, so a resume is welcome; new
+        // players go elsewhere.
+        if resume.is_none() && self.engine.is_draining() {
+            return self.fail(ctx, EngineError::Draining.into(), enc);
         }
         match (match_id, ruleset) {
             (Some(id), None) => match self.engine.lookup(id) {
@@ -469,6 +481,13 @@ impl Actor for Connection {
         self.send(ctx, &welcome, self.encoding);
         let timeout = self.engine.cfg.client_timeout();
         ctx.run_interval(self.engine.cfg.heartbeat(), move |act, ctx| {
+            if act.engine.is_draining() && !act.told_draining {
+                act.told_draining = true;
+                let msg = ServerMsg::Draining {
+                    retry_after_ms: DRAIN_RETRY_AFTER_MS,
+                };
+                act.send(ctx, &msg, act.encoding);
+            }
             if act.last_seen.elapsed() > timeout {
                 metrics::counter!(m::HEARTBEAT_TIMEOUTS).increment(1);
                 log::info!(conn_id = act.id, player_id = act.player_id; "client silent past the timeout; closing");

@@ -1,6 +1,7 @@
 //! `Engine`: the cheap, cloneable handle the HTTP layer and the connections
 //! use to reach the registry and read the directory.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ pub struct Engine {
     pub directory: Directory,
     pub catalog: Catalog,
     pub cfg: Arc<EngineConfig>,
+    /// Set once the node drains: no new matches, no new players.
+    draining: Arc<AtomicBool>,
 }
 
 impl Engine {
@@ -49,7 +52,26 @@ impl Engine {
             directory,
             catalog,
             cfg,
+            draining: Arc::default(),
         }
+    }
+
+    /// From now on the node takes no new matches and no new players;
+    /// matches under way go on. Returns false if it was draining already.
+    pub fn start_draining(&self) -> bool {
+        !self.draining.swap(true, Ordering::SeqCst)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Live matches that someone is still connected to.
+    pub fn busy_matches(&self) -> usize {
+        self.directory
+            .iter()
+            .filter(|e| e.info.connected.load(Ordering::Relaxed) > 0)
+            .count()
     }
 
     /// The directory entry of a live match, read without messaging anyone.
@@ -65,6 +87,9 @@ impl Engine {
     }
 
     pub async fn create_match(&self, ruleset: &str) -> Result<MatchEntry, EngineError> {
+        if self.is_draining() {
+            return Err(EngineError::Draining);
+        }
         self.registry
             .send(CreateMatch {
                 ruleset: ruleset.into(),
@@ -79,6 +104,9 @@ impl Engine {
         ruleset: &str,
         exclude: Vec<MatchId>,
     ) -> Result<MatchEntry, EngineError> {
+        if self.is_draining() {
+            return Err(EngineError::Draining);
+        }
         self.registry
             .send(QuickJoin {
                 ruleset: ruleset.into(),

@@ -59,6 +59,8 @@ pub enum EngineError {
     TooManyMatches(usize),
     #[error("the engine is not answering")]
     Unavailable,
+    #[error("this node is draining and takes no new matches or players")]
+    Draining,
 }
 
 impl EngineError {
@@ -67,6 +69,7 @@ impl EngineError {
             EngineError::UnknownRuleset(_) => "unknown_ruleset",
             EngineError::TooManyMatches(_) => "too_many_matches",
             EngineError::Unavailable => "engine_unavailable",
+            EngineError::Draining => "draining",
         }
     }
 }

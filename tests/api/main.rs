@@ -3,6 +3,7 @@
 mod backpressure;
 mod bad_input;
 mod doubles;
+mod drain;
 mod heartbeat;
 mod http;
 mod panics;

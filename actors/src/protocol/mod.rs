@@ -104,6 +104,9 @@ pub enum ServerMsg {
         last_seq: u64,
         seq: u64,
     },
+    /// The node is draining (a deploy): the match under way goes on, but
+    /// the next one should be joined elsewhere, after `retry_after_ms`.
+    Draining { retry_after_ms: u64 },
 }
 
 /// Actions of every shipped ruleset. A ruleset rejects kinds it does not

@@ -1,0 +1,133 @@
+//! Draining a node for a deploy: no new matches or players, every client
+//! told, `/ready` failing, matches under way going on, and the node stopping
+//! once nobody is connected to a match.
+
+use std::time::Duration;
+
+use matchd::config::Secret;
+use matchd_actors::protocol::codec::Encoding;
+use matchd_actors::protocol::{Action, ClientMsg, Event, ServerMsg};
+use matchd_actors::Catalog;
+
+use crate::support::{spawn_app, spawn_app_with, TestApp};
+
+async fn drain(app: &TestApp, key: Option<&str>) -> (u16, serde_json::Value) {
+    let mut req = app.client().post(app.url("/admin/drain"));
+    if let Some(k) = key {
+        req = req.insert_header(("Authorization", format!("Bearer {k}")));
+    }
+    let mut res = req.send().await.expect("POST /admin/drain");
+    let body = res.body().await.expect("body");
+    (
+        res.status().as_u16(),
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[actix_rt::test]
+async fn admin_drain_needs_the_key_and_is_off_without_one() {
+    let app = spawn_app();
+    let (status, body) = drain(&app, Some("anything")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("admin_disabled"))
+    );
+
+    let app = spawn_app_with(
+        |c| c.admin_key = Some(Secret("k3y".into())),
+        Catalog::builtin(),
+    );
+    let (status, body) = drain(&app, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("bad_admin_key"))
+    );
+    let (status, _) = drain(&app, Some("k3x")).await;
+    assert_eq!(status, 401);
+    let (status, _) = app.get_json("/ready").await;
+    assert_eq!(status, 200, "a refused drain changes nothing");
+}
+
+#[actix_rt::test]
+async fn a_drain_finishes_running_matches_refuses_new_ones_and_stops_the_node() {
+    let app = spawn_app_with(
+        |c| {
+            c.admin_key = Some(Secret("k3y".into()));
+            c.drain_timeout_ms = 30_000;
+        },
+        Catalog::builtin(),
+    );
+    let id = app.create_match("sandbox").await;
+    let mut a = app.player(Encoding::Json).await;
+    assert!(matches!(a.join(id).await, ServerMsg::Joined { .. }));
+
+    let (status, body) = drain(&app, Some("k3y")).await;
+    assert_eq!((status, body["draining"].as_bool()), (202, Some(true)));
+    let (status, body) = app.get_json("/ready").await;
+    assert_eq!((status, body["draining"].as_bool()), (503, Some(true)));
+
+    // Every client hears it from its next heartbeat.
+    let retry = a
+        .recv_until(|m| match m {
+            ServerMsg::Draining { retry_after_ms } => Some(*retry_after_ms),
+            _ => None,
+        })
+        .await;
+    assert!(retry > 0);
+
+    // Nothing new starts here...
+    let mut b = app.player(Encoding::Bincode).await;
+    assert_eq!(
+        match b.join(id).await {
+            ServerMsg::Error { code, .. } => code,
+            other => panic!("expected an error, got {other:?}"),
+        },
+        "draining"
+    );
+    assert_eq!(
+        match b.quick_join("sandbox").await {
+            ServerMsg::Error { code, .. } => code,
+            other => panic!("expected an error, got {other:?}"),
+        },
+        "draining"
+    );
+    let (status, body) = app
+        .post_json("/v1/matches", serde_json::json!({ "ruleset": "sandbox" }))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("draining"))
+    );
+
+    // ...but the match under way goes on.
+    a.send(&ClientMsg::Action {
+        client_seq: 1,
+        action: Action::Mark { x: 1, y: 1 },
+    })
+    .await;
+    a.recv_until(|m| {
+        matches!(
+            m,
+            ServerMsg::Event {
+                event: Event::Marked { .. },
+                ..
+            }
+        )
+        .then_some(())
+    })
+    .await;
+
+    // Once its last player leaves, the node stops by itself.
+    a.send(&ClientMsg::Leave).await;
+    a.recv_until(|m| matches!(m, ServerMsg::Left { .. }).then_some(()))
+        .await;
+    let mut stopped = false;
+    for _ in 0..200 {
+        if app.client().get(app.url("/health")).send().await.is_err() {
+            stopped = true;
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(stopped, "the drained node stopped");
+}
