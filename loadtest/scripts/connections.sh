@@ -10,9 +10,10 @@ OUT=${OUT:-target/capacity}
 PORT=${PORT:-18181}
 mkdir -p "$OUT"
 cargo build --release -p matchd -p loadtest
-MATCHD_BIND=127.0.0.1:$PORT RUST_LOG=warn taskset -c 0 target/release/matchd &
+DATA=$(mktemp -d)
+MATCHD_DATA_DIR=$DATA MATCHD_BIND=127.0.0.1:$PORT RUST_LOG=warn taskset -c 0 target/release/matchd &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true' EXIT
+trap 'kill $SERVER 2>/dev/null || true; rm -rf "$DATA"' EXIT
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
 q=$((TOTAL / 4))
 STAGES="15s:$q,5s:$q,15s:$((2 * q)),5s:$((2 * q)),15s:$((3 * q)),5s:$((3 * q)),15s:$TOTAL,15s:$TOTAL"
