@@ -47,6 +47,14 @@ pub struct Config {
     pub read_database_url: Option<Secret>,
     /// Key of the `/admin/*` endpoints; `None` turns them off.
     pub admin_key: Option<Secret>,
+    /// Redis for cross-node presence; `None`: the node runs alone.
+    pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key this node writes.
+    pub redis_prefix: String,
+    /// Lifetime of the node's Redis registration (renewed every third).
+    pub node_ttl_ms: u64,
+    /// The WebSocket URL this node advertises to clients and peers.
+    pub advertise_url: String,
     /// How long a drain waits for connected matches to finish before the
     /// node stops anyway.
     pub drain_timeout_ms: u64,
@@ -231,6 +239,26 @@ pub const SETTINGS: &[Setting] = &[
         help: "the open breaker waits this long before one probe (half-open)",
     },
     Setting {
+        var: "REDIS_URL",
+        default: "(unset: the node runs alone)",
+        help: "Redis for the node registry (`redis://host:port`); never logged",
+    },
+    Setting {
+        var: "MATCHD_REDIS_PREFIX",
+        default: "matchd:",
+        help: "prefix of every Redis key this node writes",
+    },
+    Setting {
+        var: "MATCHD_NODE_TTL_MS",
+        default: "5000",
+        help: "lifetime of the node's Redis registration; renewed every third of it",
+    },
+    Setting {
+        var: "MATCHD_ADVERTISE_URL",
+        default: "(ws://MATCHD_BIND/v1/ws)",
+        help: "WebSocket URL this node advertises in `GET /v1/nodes`",
+    },
+    Setting {
         var: "MATCHD_ADMIN_KEY",
         default: "(unset: admin endpoints off)",
         help: "bearer key of `POST /admin/drain`; never logged",
@@ -379,6 +407,13 @@ impl Config {
             read_database_url,
             admin_key: get("MATCHD_ADMIN_KEY").map(Secret),
             drain_timeout_ms: num("MATCHD_DRAIN_TIMEOUT_MS", 60_000)?,
+            redis_url: get("REDIS_URL").map(Secret),
+            redis_prefix: get("MATCHD_REDIS_PREFIX").unwrap_or_else(|| "matchd:".into()),
+            node_ttl_ms: num("MATCHD_NODE_TTL_MS", 5_000)?,
+            advertise_url: get("MATCHD_ADVERTISE_URL").unwrap_or_else(|| {
+                let bind = get("MATCHD_BIND").unwrap_or_else(|| "127.0.0.1:8080".into());
+                format!("ws://{bind}/v1/ws")
+            }),
         };
         config.validate()?;
         Ok(config)
@@ -396,6 +431,7 @@ impl Config {
             ("MATCHD_RING_BUFFER", e.ring_buffer),
             ("MATCHD_CACHE_CAPACITY", e.cache_capacity),
             ("MATCHD_CACHE_TTL_MS", e.cache_ttl_ms as usize),
+            ("MATCHD_NODE_TTL_MS", self.node_ttl_ms as usize),
             ("MATCHD_MAX_OUTBOUND_BYTES", e.max_outbound_bytes),
             ("MATCHD_MAX_MATCHES", e.max_matches),
             ("MATCHD_MAX_SESSIONS", self.max_sessions),

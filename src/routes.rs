@@ -9,6 +9,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use actix_web_actors::ws;
+use matchd_actors::affinity::{Affinity, AffinityError, GetNodes, GetRedisHealth};
 use matchd_actors::connection::Connection;
 use matchd_actors::metrics as m;
 use matchd_actors::protocol::codec::Encoding;
@@ -50,6 +51,8 @@ pub enum ApiError {
     TooManySessions,
     #[error("{0}")]
     Engine(#[from] EngineError),
+    #[error("{0}")]
+    Redis(#[from] AffinityError),
     #[error("admin endpoints are off: set MATCHD_ADMIN_KEY")]
     AdminDisabled,
     #[error("a valid admin key is required (Authorization: Bearer)")]
@@ -76,6 +79,7 @@ impl ApiError {
             ApiError::WebSocketRequired => "websocket_required",
             ApiError::TooManySessions => "too_many_sessions",
             ApiError::Engine(e) => e.code(),
+            ApiError::Redis(e) => e.code(),
             ApiError::AdminDisabled => "admin_disabled",
             ApiError::BadAdminKey => "bad_admin_key",
             ApiError::NotFound => "not_found",
@@ -120,6 +124,7 @@ impl ResponseError for ApiError {
             ApiError::AdminDisabled => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManySessions
+            | ApiError::Redis(_)
             | ApiError::Engine(_)
             | ApiError::DatabaseNotConfigured
             | ApiError::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -145,6 +150,10 @@ pub struct AppState {
     pub writer: Addr<PersistenceWriter>,
     /// `MATCHD_ADMIN_KEY`; `None` turns the admin endpoints off.
     pub admin_key: Option<String>,
+    /// The node's Redis presence; `None` without `REDIS_URL`.
+    pub affinity: Option<Addr<Affinity>>,
+    /// This node's WebSocket URL.
+    pub advertise_url: String,
 }
 
 /// The read pool of one HTTP worker (`DATABASE_READ_URL`, else
@@ -199,6 +208,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/v1/ws")
             .route(web::get().to(websocket))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/nodes")
+            .route(web::get().to(nodes))
             .default_service(not_allowed()),
     )
     .service(
@@ -582,6 +596,26 @@ async fn database_check(state: &AppState, reads: &Reads) -> serde_json::Value {
     })
 }
 
+/// `GET /v1/nodes`: the live nodes from Redis, or this one alone without it.
+async fn nodes(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let Some(affinity) = &state.affinity else {
+        return Ok(HttpResponse::Ok().json(serde_json::json!({
+            "redis": false,
+            "nodes": [{
+                "node_id": state.engine.cfg.node_id,
+                "url": state.advertise_url,
+                "matches": state.engine.directory.len(),
+            }],
+        })));
+    };
+    let nodes = affinity
+        .send(GetNodes)
+        .timeout(std::time::Duration::from_secs(2))
+        .await
+        .map_err(|e| ApiError::Redis(AffinityError::Redis(e.to_string())))??;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "redis": true, "nodes": nodes })))
+}
+
 /// `POST /admin/drain`: stop taking new matches and players, tell every
 /// client, fail `/ready`, and stop once no match has a connected player
 /// (or after `MATCHD_DRAIN_TIMEOUT_MS`). Idempotent.
@@ -614,6 +648,29 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The Redis check of `/ready`: informational, like the database's. Without
+/// Redis the node keeps serving the matches it has.
+async fn redis_check(state: &AppState) -> serde_json::Value {
+    let Some(affinity) = &state.affinity else {
+        return serde_json::json!({ "configured": false });
+    };
+    match affinity
+        .send(GetRedisHealth)
+        .timeout(std::time::Duration::from_secs(1))
+        .await
+    {
+        Ok(h) => serde_json::json!({
+            "configured": true,
+            "connected": h.connected,
+            "registered": h.registered,
+            "last_error": h.last_error,
+        }),
+        Err(e) => {
+            serde_json::json!({ "configured": true, "connected": false, "last_error": e.to_string() })
+        }
+    }
+}
+
 async fn ready(state: web::Data<AppState>, reads: web::Data<Reads>) -> HttpResponse {
     let draining = state.engine.is_draining();
     let (ok, detail) = match state.engine.stats().await {
@@ -634,7 +691,11 @@ async fn ready(state: web::Data<AppState>, reads: web::Data<Reads>) -> HttpRespo
         "draining": draining,
         "node_id": state.engine.cfg.node_id,
         "uptime_s": state.started.elapsed().as_secs(),
-        "checks": { "registry": detail, "database": database_check(&state, &reads).await },
+        "checks": {
+            "registry": detail,
+            "database": database_check(&state, &reads).await,
+            "redis": redis_check(&state).await,
+        },
     });
     let status = if ok {
         StatusCode::OK

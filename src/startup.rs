@@ -7,6 +7,7 @@ use actix::{Addr, Arbiter};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
+use matchd_actors::affinity::{Affinity, AffinityConfig, Deregister};
 use matchd_actors::store::Store;
 use matchd_actors::writer::{PersistenceWriter, SpillWriter};
 use matchd_actors::{Catalog, Engine};
@@ -24,6 +25,8 @@ pub struct Application {
     writer: Addr<PersistenceWriter>,
     _writer_arbiter: Arbiter,
     drain_timeout: Duration,
+    /// The Redis presence and its Arbiter, kept alive with the node.
+    _affinity: Option<(Addr<Affinity>, Arbiter)>,
 }
 
 impl Application {
@@ -40,6 +43,21 @@ impl Application {
             catalog,
             Some(writer.clone().recipient()),
         );
+        let affinity = match &config.redis_url {
+            None => None,
+            Some(url) => {
+                let directory = engine.directory.clone();
+                let cfg = AffinityConfig {
+                    redis_url: url.0.clone(),
+                    prefix: config.redis_prefix.clone(),
+                    node_id: config.engine.node_id.clone(),
+                    advertise_url: config.advertise_url.clone(),
+                    node_ttl_ms: config.node_ttl_ms,
+                };
+                let load = Box::new(move || directory.len() as u64);
+                Some(Affinity::start(cfg, load).map_err(std::io::Error::other)?)
+            }
+        };
         let state = web::Data::new(AppState {
             engine: engine.clone(),
             sessions: Sessions::new(config.max_sessions),
@@ -47,6 +65,8 @@ impl Application {
             started: Instant::now(),
             writer: writer.clone(),
             admin_key: config.admin_key.as_ref().map(|k| k.0.clone()),
+            affinity: affinity.as_ref().map(|(addr, _)| addr.clone()),
+            advertise_url: config.advertise_url.clone(),
         });
         let read_cfg = config
             .read_database_url
@@ -102,6 +122,7 @@ impl Application {
             writer,
             _writer_arbiter: writer_arbiter,
             drain_timeout: Duration::from_millis(config.drain_timeout_ms),
+            _affinity: affinity,
         })
     }
 
@@ -148,6 +169,13 @@ impl Application {
             handle.stop(true).await;
         });
         let result = self.server.await;
+        if let Some((affinity, _)) = &self._affinity {
+            // Leave the node registry now rather than at the key's expiry.
+            let _ = affinity
+                .send(Deregister)
+                .timeout(Duration::from_secs(2))
+                .await;
+        }
         match self
             .writer
             .send(SpillWriter)

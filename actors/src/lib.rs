@@ -9,6 +9,7 @@
 //! on its own Arbiter) receives every match's history and makes it durable
 //! in Postgres or the local [`journal`].
 
+pub mod affinity;
 pub mod config;
 pub mod connection;
 pub mod engine;

@@ -30,6 +30,9 @@ pub const SLOW_CLIENTS: &str = "matchd_slow_client_disconnects_total";
 pub const HEARTBEAT_TIMEOUTS: &str = "matchd_heartbeat_timeouts_total";
 pub const HTTP_SECONDS: &str = "matchd_http_request_duration_seconds";
 pub const RESUMES: &str = "matchd_resumes_total";
+pub const REDIS_UP: &str = "matchd_redis_up";
+pub const REDIS_ERRORS: &str = "matchd_redis_errors_total";
+pub const REDIS_SECONDS: &str = "matchd_redis_command_duration_seconds";
 pub const EVENTS_REPLAYED: &str = "matchd_events_replayed_total";
 pub const WRITER_QUEUE: &str = "matchd_writer_queue_depth";
 pub const WRITER_BATCH_ROWS: &str = "matchd_writer_batch_rows";
@@ -68,6 +71,9 @@ pub const ALL: &[&str] = &[
     HTTP_SECONDS,
     RESUMES,
     EVENTS_REPLAYED,
+    REDIS_UP,
+    REDIS_ERRORS,
+    REDIS_SECONDS,
     WRITER_QUEUE,
     WRITER_BATCH_ROWS,
     WRITER_FLUSH_SECONDS,
@@ -133,6 +139,16 @@ pub fn describe() {
     );
     describe_counter!(RESUMES, "Resumes served, by outcome (replayed, snapshot)");
     describe_counter!(EVENTS_REPLAYED, "Events sent again to resuming clients");
+    describe_gauge!(
+        REDIS_UP,
+        "1 while the node's registration in Redis is current, else 0"
+    );
+    describe_counter!(REDIS_ERRORS, "Redis commands that failed or timed out");
+    describe_histogram!(
+        REDIS_SECONDS,
+        Unit::Seconds,
+        "Redis round trips of the node registration"
+    );
     describe_histogram!(
         HTTP_SECONDS,
         Unit::Seconds,

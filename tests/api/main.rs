@@ -9,6 +9,7 @@ mod http;
 mod panics;
 mod persistence;
 mod pg;
+mod redis;
 mod resume;
 mod sandbox;
 mod support;

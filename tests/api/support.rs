@@ -34,6 +34,13 @@ pub struct TestApp {
     _data_dir: Option<TempDir>,
 }
 
+impl TestApp {
+    /// Stops the node gracefully and waits until its server has stopped.
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         // Sends the stop command at once; the server thread then exits.

@@ -1,0 +1,289 @@
+//! `Affinity`: this node's presence in Redis, the first part of cross-node
+//! affinity (issue #5). With `REDIS_URL` set, one actor per node, on its own
+//! Arbiter, registers the node under `{prefix}node:{id}` with a TTL that it
+//! renews, keeps the id in the set `{prefix}node-ids`, and lists the live
+//! nodes for `GET /v1/nodes`.
+//!
+//! Redis trouble never stops the node: commands time out (fred's command
+//! timeout), the client reconnects by itself (fred's reconnect policy), and
+//! the next renewal registers the node again. A node that stops removes its
+//! registration (`Deregister`); one that dies is dropped when its key
+//! expires. Without `REDIS_URL` the node runs alone and this actor does not
+//! exist.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::prelude::*;
+use fred::prelude::{
+    Builder, Client, ClientLike, Config, Expiration, KeysInterface, ReconnectPolicy, SetsInterface,
+};
+use metrics::{Counter, Gauge, Histogram};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics as m;
+
+/// Settings of the Redis presence.
+#[derive(Clone)]
+pub struct AffinityConfig {
+    pub redis_url: String,
+    /// Prefix of every key this node writes.
+    pub prefix: String,
+    pub node_id: String,
+    /// The WebSocket URL clients use to reach this node.
+    pub advertise_url: String,
+    /// Lifetime of the node's registration; renewed every third of it.
+    pub node_ttl_ms: u64,
+}
+
+impl std::fmt::Debug for AffinityConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AffinityConfig")
+            .field("redis_url", &"(set, redacted)")
+            .field("prefix", &self.prefix)
+            .field("node_id", &self.node_id)
+            .field("advertise_url", &self.advertise_url)
+            .field("node_ttl_ms", &self.node_ttl_ms)
+            .finish()
+    }
+}
+
+/// One node as it registers itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub node_id: String,
+    pub url: String,
+    /// Live matches on the node at its last renewal.
+    pub matches: u64,
+    pub renewed_at_ms: u64,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AffinityError {
+    #[error("redis: {0}")]
+    Redis(String),
+}
+
+impl AffinityError {
+    pub fn code(&self) -> &'static str {
+        "redis_unavailable"
+    }
+}
+
+/// The live nodes, this one included while its registration holds.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<NodeInfo>, AffinityError>")]
+pub struct GetNodes;
+
+/// The node stops: remove its registration now, then stop renewing it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deregister;
+
+/// Whether Redis answers, for `/ready`.
+#[derive(Message)]
+#[rtype(result = "RedisHealth")]
+pub struct GetRedisHealth;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RedisHealth {
+    pub connected: bool,
+    pub registered: bool,
+    pub last_error: Option<String>,
+}
+
+/// How the node learns its own load for the registration.
+pub type LoadFn = Box<dyn Fn() -> u64 + Send>;
+
+pub struct Affinity {
+    cfg: AffinityConfig,
+    client: Client,
+    load: LoadFn,
+    registered: bool,
+    last_error: Option<String>,
+    up: Gauge,
+    errors: Counter,
+    latency: Histogram,
+}
+
+/// How long any Redis command may take before it counts as failed.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl Affinity {
+    /// Starts the actor on its own Arbiter; keep the Arbiter alive.
+    pub fn start(
+        cfg: AffinityConfig,
+        load: LoadFn,
+    ) -> Result<(Addr<Affinity>, Arbiter), AffinityError> {
+        let config =
+            Config::from_url(&cfg.redis_url).map_err(|e| AffinityError::Redis(e.to_string()))?;
+        let arbiter = Arbiter::new();
+        let addr = Affinity::start_in_arbiter(&arbiter.handle(), move |_| {
+            let client = Builder::from_config(config)
+                // Without a policy fred never reconnects (PITFALLS.md).
+                .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+                .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)
+                .with_connection_config(|c| {
+                    c.connection_timeout = COMMAND_TIMEOUT;
+                    // Commands issued while disconnected wait in a bounded buffer.
+                    c.max_command_buffer_len = 1_000;
+                })
+                .build()
+                .unwrap_or_else(|e| {
+                    log::error!("redis client: {e}; using defaults");
+                    Client::default()
+                });
+            Affinity {
+                cfg,
+                client,
+                load,
+                registered: false,
+                last_error: None,
+                up: metrics::gauge!(m::REDIS_UP),
+                errors: metrics::counter!(m::REDIS_ERRORS),
+                latency: metrics::histogram!(m::REDIS_SECONDS),
+            }
+        });
+        Ok((addr, arbiter))
+    }
+
+    fn node_key(&self, id: &str) -> String {
+        format!("{}node:{}", self.cfg.prefix, id)
+    }
+
+    fn ids_key(&self) -> String {
+        format!("{}node-ids", self.cfg.prefix)
+    }
+
+    fn renew(&mut self, ctx: &mut Context<Self>) {
+        let info = NodeInfo {
+            node_id: self.cfg.node_id.clone(),
+            url: self.cfg.advertise_url.clone(),
+            matches: (self.load)(),
+            renewed_at_ms: unix_ms(),
+        };
+        let value = serde_json::to_string(&info).unwrap_or_default();
+        let (client, key, ids, id) = (
+            self.client.clone(),
+            self.node_key(&self.cfg.node_id),
+            self.ids_key(),
+            self.cfg.node_id.clone(),
+        );
+        let ttl = self.cfg.node_ttl_ms as i64;
+        let started = Instant::now();
+        let fut = async move {
+            client
+                .set::<(), _, _>(key, value, Some(Expiration::PX(ttl)), None, false)
+                .await?;
+            client.sadd::<(), _, _>(ids, id).await
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
+            act.latency.record(started.elapsed().as_secs_f64());
+            match res {
+                Ok(()) => {
+                    if !act.registered {
+                        log::info!(node_id = act.cfg.node_id.as_str(); "node registered in redis");
+                    }
+                    act.registered = true;
+                    act.last_error = None;
+                    act.up.set(1.0);
+                }
+                Err(e) => {
+                    if act.registered || act.last_error.is_none() {
+                        log::warn!("redis: could not renew the node registration: {e}");
+                    }
+                    act.registered = false;
+                    act.last_error = Some(e.to_string());
+                    act.errors.increment(1);
+                    act.up.set(0.0);
+                }
+            }
+        }));
+    }
+}
+
+impl Actor for Affinity {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(256);
+        // Connects in the background and keeps reconnecting by the policy;
+        // the handle is the connection task, which runs on once detached.
+        drop(self.client.connect());
+        self.renew(ctx);
+        let every = Duration::from_millis((self.cfg.node_ttl_ms / 3).max(50));
+        ctx.run_interval(every, |act, ctx| act.renew(ctx));
+    }
+}
+
+impl Handler<Deregister> for Affinity {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Deregister, _: &mut Self::Context) -> Self::Result {
+        let (client, key, ids, id) = (
+            self.client.clone(),
+            self.node_key(&self.cfg.node_id),
+            self.ids_key(),
+            self.cfg.node_id.clone(),
+        );
+        let fut = async move {
+            let _ = client.del::<(), _>(key).await;
+            let _ = client.srem::<(), _, _>(ids, id).await;
+            let _ = client.quit().await;
+        };
+        Box::pin(fut.into_actor(self).map(|(), act, ctx| {
+            log::info!(node_id = act.cfg.node_id.as_str(); "node deregistered from redis");
+            act.up.set(0.0);
+            ctx.stop();
+        }))
+    }
+}
+
+impl Handler<GetNodes> for Affinity {
+    type Result = ResponseFuture<Result<Vec<NodeInfo>, AffinityError>>;
+
+    fn handle(&mut self, _: GetNodes, _: &mut Self::Context) -> Self::Result {
+        let (client, ids_key, prefix) =
+            (self.client.clone(), self.ids_key(), self.cfg.prefix.clone());
+        Box::pin(async move {
+            let redis = |e: fred::error::Error| AffinityError::Redis(e.to_string());
+            let ids: Vec<String> = client.smembers(&ids_key).await.map_err(redis)?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let keys: Vec<String> = ids.iter().map(|id| format!("{prefix}node:{id}")).collect();
+            let values: Vec<Option<String>> = client.mget(keys).await.map_err(redis)?;
+            let mut nodes = Vec::new();
+            let mut gone = Vec::new();
+            for (id, value) in ids.into_iter().zip(values) {
+                match value.and_then(|v| serde_json::from_str::<NodeInfo>(&v).ok()) {
+                    Some(info) => nodes.push(info),
+                    None => gone.push(id),
+                }
+            }
+            if !gone.is_empty() {
+                // Expired registrations: forget their ids too.
+                let _ = client.srem::<(), _, _>(&ids_key, gone).await;
+            }
+            nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+            Ok(nodes)
+        })
+    }
+}
+
+impl Handler<GetRedisHealth> for Affinity {
+    type Result = MessageResult<GetRedisHealth>;
+
+    fn handle(&mut self, _: GetRedisHealth, _: &mut Self::Context) -> Self::Result {
+        MessageResult(RedisHealth {
+            connected: self.client.is_connected(),
+            registered: self.registered,
+            last_error: self.last_error.clone(),
+        })
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,195 @@
+//! The node registry in Redis, against a throwaway redis-server that the
+//! test stops and starts again (never the machine's shared one).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use matchd::config::Secret;
+use matchd_actors::protocol::codec::Encoding;
+use matchd_actors::protocol::{Action, ClientMsg, Event, ServerMsg};
+use matchd_actors::Catalog;
+
+use crate::support::{spawn_app_with, TestApp};
+
+/// A redis-server of the test's own on a free port; killed on drop.
+pub struct TestRedis {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl TestRedis {
+    pub fn start() -> Self {
+        let mut r = Self {
+            child: None,
+            port: free_port(),
+        };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again) on the same port and waits until it accepts.
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (install the redis-server package)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn node(redis: &TestRedis, prefix: &str, id: &str) -> TestApp {
+    let (url, prefix, id) = (redis.url(), prefix.to_string(), id.to_string());
+    spawn_app_with(
+        move |c| {
+            c.redis_url = Some(Secret(url));
+            c.redis_prefix = prefix;
+            c.node_ttl_ms = 600;
+            c.engine.node_id = id;
+        },
+        Catalog::builtin(),
+    )
+}
+
+/// The node ids `app` lists in `GET /v1/nodes`, or `None` on an error.
+async fn listed(app: &TestApp) -> Option<Vec<String>> {
+    let (status, body) = app.get_json("/v1/nodes").await;
+    (status == 200).then(|| {
+        body["nodes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n["node_id"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// Polls `check` until it holds, for at most 10 s.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn nodes_register_expire_and_survive_a_redis_outage() {
+    let mut redis = TestRedis::start();
+    let prefix = format!("t{}:", std::process::id());
+    let a = node(&redis, &prefix, "node-a");
+    let b = node(&redis, &prefix, "node-b");
+    let both = vec!["node-a".to_string(), "node-b".to_string()];
+    eventually("both nodes listed", async || {
+        listed(&a).await == Some(both.clone())
+    })
+    .await;
+
+    // Registrations carry the TTL, so a node that dies drops out...
+    let pttl = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "PTTL"])
+        .arg(format!("{prefix}node:node-b"))
+        .output()
+        .expect("redis-cli runs");
+    let pttl: i64 = String::from_utf8_lossy(&pttl.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(-9);
+    assert!((1..=600).contains(&pttl), "node key TTL {pttl} ms");
+    // ...and one that stops leaves at once.
+    b.stop().await;
+    eventually("node-b deregistered", async || {
+        listed(&a).await == Some(vec!["node-a".into()])
+    })
+    .await;
+    drop(b);
+
+    // Redis down: the node says so, refuses only the node list, and plays on.
+    redis.stop();
+    eventually("the outage shows in /ready", async || {
+        let (status, body) = a.get_json("/ready").await;
+        status == 200 && body["checks"]["redis"]["registered"] == false
+    })
+    .await;
+    let (status, body) = a.get_json("/v1/nodes").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("redis_unavailable"))
+    );
+    let id = a.create_match("sandbox").await;
+    let mut p = a.player(Encoding::Json).await;
+    assert!(matches!(p.join(id).await, ServerMsg::Joined { .. }));
+    p.send(&ClientMsg::Action {
+        client_seq: 1,
+        action: Action::Mark { x: 0, y: 0 },
+    })
+    .await;
+    p.recv_until(|m| {
+        matches!(
+            m,
+            ServerMsg::Event {
+                event: Event::Marked { .. },
+                ..
+            }
+        )
+        .then_some(())
+    })
+    .await;
+
+    // Redis back: the client reconnects by itself and the node registers again.
+    redis.restart();
+    eventually("node-a registered again", async || {
+        listed(&a).await == Some(vec!["node-a".into()])
+    })
+    .await;
+    let metrics = a.metrics().await;
+    assert!(
+        metrics.lines().any(|l| l.starts_with("matchd_redis_up 1")),
+        "{metrics}"
+    );
+}
+
+#[actix_rt::test]
+async fn without_redis_the_node_lists_itself() {
+    let app = spawn_app_with(|_| {}, Catalog::builtin());
+    let (status, body) = app.get_json("/v1/nodes").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["redis"], false);
+    assert_eq!(body["nodes"][0]["node_id"], "test-node");
+    let (_, ready) = app.get_json("/ready").await;
+    assert_eq!(ready["checks"]["redis"]["configured"], false);
+}
