@@ -108,9 +108,9 @@ async fn join(p: &mut WsClient, id: u64, seen: &mut Seen) -> u8 {
     seat
 }
 
-/// A state query round trip after a join: proves the seat is usable (an
-/// early `not_in_match`, the race the connection now closes with
-/// `ctx.wait`, would be retried rather than hang the test).
+/// A state query round trip after a join: proves the seat is usable. The
+/// connection is seated in order with `joined` (`ToConn::Joined`), so the
+/// first try answers; a `not_in_match` would be retried rather than hang.
 async fn settle(p: &mut WsClient, seen: &mut Seen) {
     loop {
         p.send(&ClientMsg::Query {
