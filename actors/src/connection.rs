@@ -49,10 +49,6 @@ impl Backlog {
     pub fn sub(&self, n: usize) {
         self.0.fetch_sub(n, Ordering::Relaxed);
     }
-
-    pub fn get(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
 }
 
 /// Messages from a match to a connection.

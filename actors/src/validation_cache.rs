@@ -187,11 +187,6 @@ impl CacheHandle {
     pub fn put(&self, key: CacheKey, reply: Rc<SharedReply>) {
         self.0.borrow_mut().put(key, reply, Instant::now());
     }
-
-    /// Hits and misses of this shard so far.
-    pub fn hit_miss(&self) -> (u64, u64) {
-        self.0.borrow().hit_miss()
-    }
 }
 
 /// Ask a shard for its size and counters.

@@ -56,10 +56,6 @@ impl Stages {
         self.0.iter().map(|s| s.duration).sum()
     }
 
-    pub fn peak(&self) -> usize {
-        self.0.iter().map(|s| s.target).max().unwrap_or(0)
-    }
-
     /// Clients wanted `t` after the start: linear within a stage, from the
     /// previous stage's target (0 before the first).
     pub fn target_at(&self, t: Duration) -> usize {
@@ -87,7 +83,6 @@ mod tests {
     fn ramps_hold_and_fall() {
         let s = Stages::parse("10s:1000,30s:1000,10s:0").expect("parses");
         assert_eq!(s.total(), Duration::from_secs(50));
-        assert_eq!(s.peak(), 1000);
         assert_eq!(s.target_at(Duration::ZERO), 0);
         assert_eq!(s.target_at(Duration::from_secs(5)), 500);
         assert_eq!(s.target_at(Duration::from_secs(25)), 1000);
