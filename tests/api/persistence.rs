@@ -12,15 +12,13 @@ use futures_util::future::join_all;
 use matchd::routes::{EventPage, MatchCreated, SessionCreated};
 use matchd_actors::journal::{FsyncPolicy, Journal};
 use matchd_actors::protocol::codec::Encoding;
-use matchd_actors::protocol::{
-    Action, ClientMsg, Event, MatchResult, Query, Reply, ServerMsg, State,
-};
+use matchd_actors::protocol::{Action, ClientMsg, Event, MatchResult, Query, ServerMsg};
 use matchd_actors::writer::Record;
 use matchd_actors::Catalog;
 use serde_json::Value;
 
 use crate::pg::{eventually, free_port, TestPg};
-use crate::support::{spawn_app_with, TempDir, WsClient, WAIT};
+use crate::support::{deploy_hand, spawn_app_with, TempDir, WsClient, WAIT};
 
 const DB_WAIT: Duration = Duration::from_secs(30);
 
@@ -155,77 +153,8 @@ async fn play_tactics(base: &str) -> (u64, [WsClient; 2], Seen, MatchResult) {
             .then_some(())
     })
     .await;
-    a.send(&ClientMsg::Query {
-        client_seq: 1,
-        query: Query::State,
-    })
-    .await;
-    let hand = a
-        .recv_until(|m| {
-            seen.take(m);
-            match m {
-                ServerMsg::Reply {
-                    reply:
-                        Reply::State {
-                            state: State::Tactics(v),
-                        },
-                    ..
-                } => Some(v.hand.clone()),
-                _ => None,
-            }
-        })
-        .await;
     let mut cs = 10;
-    for _pass in 0..2 {
-        for card in &hand {
-            cs += 1;
-            a.send(&ClientMsg::Query {
-                client_seq: cs,
-                query: Query::ValidCells { card: card.card },
-            })
-            .await;
-            let cells = a
-                .recv_until(|m| {
-                    seen.take(m);
-                    match m {
-                        ServerMsg::Reply {
-                            client_seq,
-                            reply: Reply::Cells { cells },
-                        } if *client_seq == cs => Some(cells.first().copied()),
-                        ServerMsg::Rejected { client_seq, .. } if *client_seq == cs => Some(None),
-                        _ => None,
-                    }
-                })
-                .await;
-            let Some([x, y]) = cells else { continue };
-            cs += 1;
-            a.send(&ClientMsg::Action {
-                client_seq: cs,
-                action: Action::Place {
-                    card: card.card,
-                    x,
-                    y,
-                },
-            })
-            .await;
-            a.recv_until(|m| {
-                seen.take(m);
-                match m {
-                    ServerMsg::Event {
-                        event: Event::Placed { card: c, .. },
-                        ..
-                    } if *c == card.card => Some(()),
-                    ServerMsg::Rejected {
-                        client_seq, code, ..
-                    } if *client_seq == cs => {
-                        panic!("placement refused: {code}")
-                    }
-                    _ => None,
-                }
-            })
-            .await;
-        }
-    }
+    deploy_hand(&mut a, &mut cs, &mut |m| seen.take(m)).await;
     for p in [&mut a, &mut d] {
         p.send(&ClientMsg::Action {
             client_seq: 500,

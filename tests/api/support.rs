@@ -362,3 +362,99 @@ impl WsClient {
         }
     }
 }
+
+/// Deploys `p`'s hand in the deploy phase the way a careful client does:
+/// reads its hand from a `state` query, asks `valid_cells` for each card and
+/// places it on the first cell, in two passes (a lancer needs an ally
+/// first). A refused query must be `unknown_card` (the card was placed in
+/// the first pass); a refused placement fails the test. `observe` sees every
+/// message read. Returns the hand it started with and how many it placed.
+pub async fn deploy_hand(
+    p: &mut WsClient,
+    client_seq: &mut u64,
+    observe: &mut impl FnMut(&ServerMsg),
+) -> (Vec<matchd_actors::protocol::CardView>, usize) {
+    use matchd_actors::protocol::{Action, Event, Query, Reply, State};
+    *client_seq += 1;
+    let ask = *client_seq;
+    p.send(&ClientMsg::Query {
+        client_seq: ask,
+        query: Query::State,
+    })
+    .await;
+    let hand = p
+        .recv_until(|m| {
+            observe(m);
+            match m {
+                ServerMsg::Reply {
+                    client_seq,
+                    reply:
+                        Reply::State {
+                            state: State::Tactics(v),
+                        },
+                } if *client_seq == ask => Some(v.hand.clone()),
+                _ => None,
+            }
+        })
+        .await;
+    let mut placed = 0;
+    for _pass in 0..2 {
+        for card in &hand {
+            *client_seq += 1;
+            let ask = *client_seq;
+            p.send(&ClientMsg::Query {
+                client_seq: ask,
+                query: Query::ValidCells { card: card.card },
+            })
+            .await;
+            let cell = p
+                .recv_until(|m| {
+                    observe(m);
+                    match m {
+                        ServerMsg::Reply {
+                            client_seq,
+                            reply: Reply::Cells { cells },
+                        } if *client_seq == ask => Some(cells.first().copied()),
+                        ServerMsg::Rejected {
+                            client_seq, code, ..
+                        } if *client_seq == ask => {
+                            assert_eq!(code, "unknown_card", "only a placed card is refused");
+                            Some(None)
+                        }
+                        _ => None,
+                    }
+                })
+                .await;
+            let Some([x, y]) = cell else { continue };
+            *client_seq += 1;
+            let act = *client_seq;
+            p.send(&ClientMsg::Action {
+                client_seq: act,
+                action: Action::Place {
+                    card: card.card,
+                    x,
+                    y,
+                },
+            })
+            .await;
+            p.recv_until(|m| {
+                observe(m);
+                match m {
+                    ServerMsg::Event {
+                        event: Event::Placed { card: c, .. },
+                        ..
+                    } if *c == card.card => Some(()),
+                    ServerMsg::Rejected {
+                        client_seq, code, ..
+                    } if *client_seq == act => {
+                        panic!("a cell from valid_cells was refused: {code}")
+                    }
+                    _ => None,
+                }
+            })
+            .await;
+            placed += 1;
+        }
+    }
+    (hand, placed)
+}

@@ -1,7 +1,7 @@
 use matchd_actors::protocol::codec::Encoding;
-use matchd_actors::protocol::{Action, ClientMsg, Event, Query, Reply, ServerMsg, State};
+use matchd_actors::protocol::{Action, ClientMsg, Event, ServerMsg, State};
 
-use crate::support::{spawn_app, WsClient};
+use crate::support::{deploy_hand, spawn_app, WsClient};
 
 /// Every frame a player receives from `joined` to `ended`, checked for seq order.
 struct Log {
@@ -81,96 +81,9 @@ async fn two_players_play_a_whole_tactics_match_to_its_end() {
             }
         })
         .await;
-    attacker
-        .send(&ClientMsg::Query {
-            client_seq: 1,
-            query: Query::State,
-        })
-        .await;
-    let hand = attacker
-        .recv_until(|m| {
-            a_log.take(m);
-            match m {
-                ServerMsg::Reply {
-                    reply:
-                        Reply::State {
-                            state: State::Tactics(v),
-                        },
-                    ..
-                } => Some(v.hand.clone()),
-                _ => None,
-            }
-        })
-        .await;
-    assert_eq!(hand.len(), 8, "a full hand");
-    let mut placed = 0;
     let mut seq = 10;
-    // Two passes: a lancer needs an ally placed before it.
-    for _pass in 0..2 {
-        for card in &hand {
-            seq += 1;
-            attacker
-                .send(&ClientMsg::Query {
-                    client_seq: seq,
-                    query: Query::ValidCells { card: card.card },
-                })
-                .await;
-            let cells = attacker
-                .recv_until(|m| {
-                    a_log.take(m);
-                    match m {
-                        ServerMsg::Reply {
-                            client_seq,
-                            reply: Reply::Cells { cells },
-                        } if *client_seq == seq => Some(Some(cells.clone())),
-                        ServerMsg::Rejected {
-                            client_seq, code, ..
-                        } if *client_seq == seq => {
-                            assert_eq!(
-                                code, "unknown_card",
-                                "only an already placed card is refused"
-                            );
-                            Some(None)
-                        }
-                        _ => None,
-                    }
-                })
-                .await;
-            let Some(cells) = cells else { continue };
-            let Some([x, y]) = cells.first().copied() else {
-                continue;
-            };
-            seq += 1;
-            attacker
-                .send(&ClientMsg::Action {
-                    client_seq: seq,
-                    action: Action::Place {
-                        card: card.card,
-                        x,
-                        y,
-                    },
-                })
-                .await;
-            let ok = attacker
-                .recv_until(|m| {
-                    a_log.take(m);
-                    match m {
-                        ServerMsg::Event {
-                            event: Event::Placed { card: c, .. },
-                            ..
-                        } if *c == card.card => Some(true),
-                        ServerMsg::Rejected {
-                            client_seq, code, ..
-                        } if *client_seq == seq => {
-                            panic!("a cell from valid_cells was refused: {code}")
-                        }
-                        _ => None,
-                    }
-                })
-                .await;
-            placed += ok as usize;
-        }
-    }
+    let (hand, placed) = deploy_hand(&mut attacker, &mut seq, &mut |m| a_log.take(m)).await;
+    assert_eq!(hand.len(), 8, "a full hand");
     assert!(placed >= 4, "placed {placed} cards");
 
     // A card of the opponent is refused, out of phase actions too.
