@@ -297,17 +297,25 @@ impl MatchSession {
         self.update_counts();
     }
 
-    fn reply_to(&mut self, seat: Seat, msg: &ServerMsg, encoding: Encoding) {
-        self.send_to(seat as usize, encode(msg, encoding));
+    /// One private frame to one member (a reply, a rejection).
+    fn deliver(&mut self, seat: Seat, frame: Out) {
+        self.send_to(seat as usize, frame);
         self.announce_dropped();
+    }
+
+    fn reply_to(&mut self, seat: Seat, msg: &ServerMsg, encoding: Encoding) {
+        self.deliver(seat, encode(msg, encoding));
     }
 
     /// Numbers, records and broadcasts events; the hot path.
     fn broadcast(&mut self, actor_seat: Option<Seat>, events: Vec<Event>) {
-        let mut history = self
-            .persist
-            .as_ref()
-            .map(|_| Vec::with_capacity(events.len()));
+        // Events of one broadcast happen at one moment: one clock read.
+        let mut history = self.persist.as_ref().map(|_| {
+            (
+                Vec::with_capacity(events.len()),
+                unix_ms(std::time::SystemTime::now()),
+            )
+        });
         for event in events {
             self.seq += 1;
             let msg = ServerMsg::Event {
@@ -334,9 +342,8 @@ impl MatchSession {
                 seq, seat, event, ..
             } = msg
             {
-                if let Some(h) = history.as_mut() {
-                    let at_ms = unix_ms(std::time::SystemTime::now());
-                    let (match_id, event) = (self.id, event.clone());
+                if let Some((h, at_ms)) = history.as_mut() {
+                    let (match_id, at_ms, event) = (self.id, *at_ms, event.clone());
                     h.push(Record::Event {
                         match_id,
                         seq,
@@ -353,7 +360,7 @@ impl MatchSession {
             self.metrics.events.increment(1);
         }
         // History goes to the writer without waiting: it buffers or journals.
-        if let (Some(writer), Some(h)) = (&self.persist, history) {
+        if let (Some(writer), Some((h, _))) = (&self.persist, history) {
             if !h.is_empty() {
                 writer.do_send(Persist(h));
             }
@@ -622,11 +629,6 @@ impl MatchSession {
         }
         self.announce_dropped();
     }
-
-    /// Events kept for resume, oldest first.
-    pub fn recent_events(&self) -> impl Iterator<Item = &Recorded> {
-        self.ring.iter()
-    }
 }
 
 impl Actor for MatchSession {
@@ -870,10 +872,7 @@ impl Handler<Ask> for MatchSession {
             }
         };
         match frame {
-            Ok(frame) => {
-                self.send_to(seat as usize, frame);
-                self.announce_dropped();
-            }
+            Ok(frame) => self.deliver(seat, frame),
             Err(rejection) => self.reject(seat, client_seq, rejection, encoding),
         }
     }

@@ -95,6 +95,13 @@ impl Game for SandboxGame {
         self.version
     }
 
+    /// Sandbox caches nothing (`cache_query` is always `None`), so nothing
+    /// cached depends on its state: a constant spares the match a
+    /// hot-query pass after every mark.
+    fn query_version(&self, _seat: Seat) -> u64 {
+        0
+    }
+
     fn view(&self, _seat: Option<Seat>, seats: Vec<SeatView>) -> State {
         State::Sandbox {
             width: WIDTH,
