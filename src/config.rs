@@ -526,6 +526,22 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
     }
 
+    /// The defaults written in SETTINGS (and so in `--help` and the README)
+    /// are the ones the parser applies: setting each variable to its listed
+    /// default changes nothing.
+    #[test]
+    fn listed_defaults_are_the_applied_defaults() {
+        let base = [("MATCHD_NODE_ID", "n1")];
+        let plain = format!("{:?}", with(&base).expect("defaults"));
+        for s in SETTINGS.iter().filter(|s| !s.default.starts_with('(')) {
+            if s.var == "RUST_LOG" {
+                continue; // read by env_logger, not by Config
+            }
+            let c = with(&[base[0], (s.var, s.default)]).expect(s.var);
+            assert_eq!(format!("{c:?}"), plain, "{} default {}", s.var, s.default);
+        }
+    }
+
     #[test]
     fn bad_values_are_named() {
         let err = with(&[("MATCHD_HEARTBEAT_MS", "soon")]).unwrap_err();

@@ -106,35 +106,23 @@ async fn join(p: &mut WsClient, id: u64, seen: &mut Seen) -> u8 {
     seat
 }
 
-/// A state query round trip after a join: proves the seat is usable. The
-/// connection is seated in order with `joined` (`ToConn::Joined`), so the
-/// first try answers; a `not_in_match` would be retried rather than hang.
+/// A state query round trip after a join: proves the seat is usable at
+/// once (the connection is seated in order with `joined`).
 async fn settle(p: &mut WsClient, seen: &mut Seen) {
-    loop {
-        p.send(&ClientMsg::Query {
-            client_seq: 0,
-            query: Query::State,
-        })
-        .await;
-        let answered = p
-            .recv_until(|m| {
-                seen.take(m);
-                match m {
-                    ServerMsg::Reply { client_seq: 0, .. } => Some(true),
-                    ServerMsg::Error { code, .. }
-                        if code == "not_in_match" || code == "join_in_progress" =>
-                    {
-                        Some(false)
-                    }
-                    ServerMsg::Error { code, .. } => panic!("unexpected error {code}"),
-                    _ => None,
-                }
-            })
-            .await;
-        if answered {
-            return;
+    p.send(&ClientMsg::Query {
+        client_seq: 0,
+        query: Query::State,
+    })
+    .await;
+    p.recv_until(|m| {
+        seen.take(m);
+        match m {
+            ServerMsg::Reply { client_seq: 0, .. } => Some(()),
+            ServerMsg::Error { code, .. } => panic!("unexpected error {code}"),
+            _ => None,
         }
-    }
+    })
+    .await;
 }
 
 /// A whole tactics match: the attacker deploys its hand, both ready, the
