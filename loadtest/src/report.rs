@@ -18,6 +18,11 @@ pub fn record(h: &mut Histogram<u64>, d: Duration) {
     let _ = h.record(us);
 }
 
+/// `count (rate/s)`, as every report table shows a total.
+pub fn count_and_rate(count: u64, per_s: f64) -> String {
+    format!("{count} ({per_s:.0}/s)")
+}
+
 /// Percentiles of a latency histogram, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
@@ -147,13 +152,10 @@ impl MailboxReport {
         );
         row("parameters", self.params.to_string());
         row("measured", format!("{:.1} s", self.seconds));
-        row(
-            "actions",
-            format!("{} ({:.0}/s)", self.actions, self.actions_per_s),
-        );
+        row("actions", count_and_rate(self.actions, self.actions_per_s));
         row(
             "delivered events",
-            format!("{} ({:.0}/s)", self.delivered_events, self.delivered_per_s),
+            count_and_rate(self.delivered_events, self.delivered_per_s),
         );
         row("action latency (ms)", l.describe());
         if q.count > 0 {

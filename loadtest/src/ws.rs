@@ -28,7 +28,7 @@ use crate::bot::{Step, TacticsBot};
 use crate::check::SeqCheck;
 use crate::http;
 use crate::plot::Second;
-use crate::report::{latency_histogram, record, Latency, ProcSample};
+use crate::report::{count_and_rate, latency_histogram, record, Latency, ProcSample};
 use crate::stages::Stages;
 use crate::threshold::{Comparison, Figures, Verdict};
 
@@ -332,13 +332,10 @@ impl WsReport {
             ),
         );
         row("connect latency (ms)", self.connect_latency.describe());
-        row(
-            "actions",
-            format!("{} ({:.0}/s)", self.actions, self.actions_per_s),
-        );
+        row("actions", count_and_rate(self.actions, self.actions_per_s));
         row(
             "delivered events",
-            format!("{} ({:.0}/s)", self.delivered_events, self.delivered_per_s),
+            count_and_rate(self.delivered_events, self.delivered_per_s),
         );
         row("action latency (ms)", self.action_latency.describe());
         row(
