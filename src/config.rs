@@ -53,6 +53,12 @@ pub struct Config {
     pub redis_prefix: String,
     /// Lifetime of the node's Redis registration (renewed every third).
     pub node_ttl_ms: u64,
+    /// Lifetime of a match lease in Redis (renewed every third).
+    pub lease_ttl_ms: u64,
+    /// How often a changed match writes its snapshot to Redis.
+    pub snapshot_ms: u64,
+    /// Lifetime of a session token in Redis.
+    pub session_ttl_ms: u64,
     /// The WebSocket URL this node advertises to clients and peers.
     pub advertise_url: String,
     /// How long a drain waits for connected matches to finish before the
@@ -254,6 +260,21 @@ pub const SETTINGS: &[Setting] = &[
         help: "lifetime of the node's Redis registration; renewed every third of it",
     },
     Setting {
+        var: "MATCHD_LEASE_TTL_MS",
+        default: "5000",
+        help: "lifetime of a match's ownership lease in Redis; renewed every third of it. A dead node's matches can be taken over this long after it died",
+    },
+    Setting {
+        var: "MATCHD_SNAPSHOT_MS",
+        default: "2000",
+        help: "how often a match that changed writes its full snapshot to Redis (the stream holds what happened since)",
+    },
+    Setting {
+        var: "MATCHD_SESSION_TTL_MS",
+        default: "86400000",
+        help: "lifetime of a session token in Redis, where every node can resolve it",
+    },
+    Setting {
         var: "MATCHD_ADVERTISE_URL",
         default: "(ws://MATCHD_BIND/v1/ws)",
         help: "WebSocket URL this node advertises in `GET /v1/nodes`",
@@ -410,6 +431,9 @@ impl Config {
             redis_url: get("REDIS_URL").map(Secret),
             redis_prefix: get("MATCHD_REDIS_PREFIX").unwrap_or_else(|| "matchd:".into()),
             node_ttl_ms: num("MATCHD_NODE_TTL_MS", 5_000)?,
+            lease_ttl_ms: num("MATCHD_LEASE_TTL_MS", 5_000)?,
+            snapshot_ms: num("MATCHD_SNAPSHOT_MS", 2_000)?,
+            session_ttl_ms: num("MATCHD_SESSION_TTL_MS", 86_400_000)?,
             advertise_url: get("MATCHD_ADVERTISE_URL").unwrap_or_else(|| {
                 let bind = get("MATCHD_BIND").unwrap_or_else(|| "127.0.0.1:8080".into());
                 format!("ws://{bind}/v1/ws")
@@ -432,6 +456,9 @@ impl Config {
             ("MATCHD_CACHE_CAPACITY", e.cache_capacity),
             ("MATCHD_CACHE_TTL_MS", e.cache_ttl_ms as usize),
             ("MATCHD_NODE_TTL_MS", self.node_ttl_ms as usize),
+            ("MATCHD_LEASE_TTL_MS", self.lease_ttl_ms as usize),
+            ("MATCHD_SNAPSHOT_MS", self.snapshot_ms as usize),
+            ("MATCHD_SESSION_TTL_MS", self.session_ttl_ms as usize),
             ("MATCHD_MAX_OUTBOUND_BYTES", e.max_outbound_bytes),
             ("MATCHD_MAX_MATCHES", e.max_matches),
             ("MATCHD_MAX_SESSIONS", self.max_sessions),

@@ -235,7 +235,11 @@ pub struct SessionCreated {
 }
 
 async fn create_session(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let s = state.sessions.create().ok_or(ApiError::TooManySessions)?;
+    let s = state
+        .sessions
+        .create_shared()
+        .await
+        .ok_or(ApiError::TooManySessions)?;
     Ok(HttpResponse::Created().json(SessionCreated {
         token: s.token,
         player_id: s.player_id,
@@ -542,7 +546,11 @@ async fn websocket(
     let token = bearer
         .or(query.token.as_deref())
         .ok_or(ApiError::Unauthorized)?;
-    let player_id = state.sessions.player(token).ok_or(ApiError::Unauthorized)?;
+    let player_id = state
+        .sessions
+        .player_shared(token)
+        .await
+        .ok_or(ApiError::Unauthorized)?;
     let encoding = match query.encoding.as_deref() {
         None => Encoding::Json,
         Some(e) => Encoding::parse(e).ok_or_else(|| ApiError::InvalidEncoding(e.into()))?,

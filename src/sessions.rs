@@ -1,8 +1,11 @@
-//! Anonymous sessions: a random bearer token per player, kept in memory.
+//! Anonymous sessions: a random bearer token per player, kept in memory
+//! and, with Redis, in `{prefix}session:{token}` so that the token works on
+//! every node (a redirected or failed-over client keeps its identity).
 
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use fred::prelude::{Client, Expiration, KeysInterface};
 use matchd_actors::protocol::PlayerId;
 use matchd_actors::registry::{random_id, random_u64};
 
@@ -10,6 +13,20 @@ use matchd_actors::registry::{random_id, random_u64};
 pub struct Sessions {
     by_token: Arc<DashMap<String, PlayerId>>,
     max: usize,
+    redis: Option<SessionStore>,
+}
+
+#[derive(Clone)]
+struct SessionStore {
+    client: Client,
+    prefix: String,
+    ttl_ms: u64,
+}
+
+impl SessionStore {
+    fn key(&self, token: &str) -> String {
+        format!("{}session:{token}", self.prefix)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +40,64 @@ impl Sessions {
         Self {
             by_token: Arc::default(),
             max,
+            redis: None,
         }
+    }
+
+    /// Keeps every session in Redis too (`client` `None`: memory only).
+    pub fn with_redis(mut self, client: Option<Client>, prefix: String, ttl_ms: u64) -> Self {
+        self.redis = client.map(|client| SessionStore {
+            client,
+            prefix,
+            ttl_ms,
+        });
+        self
+    }
+
+    /// Like [`Sessions::create`], also written to Redis when configured. A
+    /// Redis failure still gives a session, valid on this node only.
+    pub async fn create_shared(&self) -> Option<Session> {
+        let session = self.create()?;
+        if let Some(store) = &self.redis {
+            let set = store
+                .client
+                .set::<(), _, _>(
+                    store.key(&session.token),
+                    session.player_id as i64,
+                    Some(Expiration::PX(store.ttl_ms as i64)),
+                    None,
+                    false,
+                )
+                .await;
+            if let Err(e) = set {
+                log::warn!("session not shared through redis (valid on this node only): {e}");
+            }
+        }
+        Some(session)
+    }
+
+    /// The player of `token`: from memory, else (a session made on another
+    /// node) from Redis.
+    pub async fn player_shared(&self, token: &str) -> Option<PlayerId> {
+        if let Some(p) = self.player(token) {
+            return Some(p);
+        }
+        let store = self.redis.as_ref()?;
+        if token.len() > 64 {
+            return None;
+        }
+        let found: Option<i64> = match store.client.get(store.key(token)).await {
+            Ok(v) => v,
+            Err(e) => {
+                log::warn!("session lookup in redis failed: {e}");
+                None
+            }
+        };
+        let player_id = PlayerId::try_from(found?).ok()?;
+        if self.by_token.len() < self.max {
+            self.by_token.insert(token.to_string(), player_id);
+        }
+        Some(player_id)
     }
 
     /// A new session with a 128-bit random token, or `None` when full.

@@ -7,7 +7,8 @@ use actix::{Addr, Arbiter};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use matchd_actors::affinity::{Affinity, AffinityConfig, Deregister};
+use matchd_actors::affinity::{redis_client, Affinity, AffinityConfig, Deregister};
+use matchd_actors::replica::{Replica, ReplicaConfig};
 use matchd_actors::store::Store;
 use matchd_actors::writer::{PersistenceWriter, SpillWriter};
 use matchd_actors::{Catalog, Engine};
@@ -38,29 +39,51 @@ impl Application {
         let metrics = telemetry::metrics_handle();
         // The writer first: matches hand it their history from their start.
         let (writer, writer_arbiter) = PersistenceWriter::start(config.persist.clone());
-        let engine = Engine::start_with(
+        // With Redis: one client, shared by the node registry, the match
+        // replicas and the sessions.
+        let redis = match &config.redis_url {
+            Some(url) => Some(redis_client(&url.0).map_err(std::io::Error::other)?),
+            None => None,
+        };
+        let replica = redis.as_ref().map(|client| {
+            Replica::new(
+                client.clone(),
+                ReplicaConfig {
+                    prefix: config.redis_prefix.clone(),
+                    node_id: config.engine.node_id.clone(),
+                    lease_ttl_ms: config.lease_ttl_ms,
+                    snapshot_ms: config.snapshot_ms,
+                },
+            )
+        });
+        let engine = Engine::start_replicated(
             config.engine.clone(),
             catalog,
             Some(writer.clone().recipient()),
+            replica,
         );
-        let affinity = match &config.redis_url {
+        let affinity = match &redis {
             None => None,
-            Some(url) => {
+            Some(client) => {
                 let directory = engine.directory.clone();
                 let cfg = AffinityConfig {
-                    redis_url: url.0.clone(),
                     prefix: config.redis_prefix.clone(),
                     node_id: config.engine.node_id.clone(),
                     advertise_url: config.advertise_url.clone(),
                     node_ttl_ms: config.node_ttl_ms,
                 };
                 let load = Box::new(move || directory.len() as u64);
-                Some(Affinity::start(cfg, load).map_err(std::io::Error::other)?)
+                Some(Affinity::start(cfg, client.clone(), load).map_err(std::io::Error::other)?)
             }
         };
+        let sessions = Sessions::new(config.max_sessions).with_redis(
+            redis.clone(),
+            config.redis_prefix.clone(),
+            config.session_ttl_ms,
+        );
         let state = web::Data::new(AppState {
             engine: engine.clone(),
-            sessions: Sessions::new(config.max_sessions),
+            sessions,
             metrics: metrics.clone(),
             started: Instant::now(),
             writer: writer.clone(),

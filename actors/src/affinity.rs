@@ -25,7 +25,6 @@ use crate::metrics as m;
 /// Settings of the Redis presence.
 #[derive(Clone)]
 pub struct AffinityConfig {
-    pub redis_url: String,
     /// Prefix of every key this node writes.
     pub prefix: String,
     pub node_id: String,
@@ -38,7 +37,6 @@ pub struct AffinityConfig {
 impl std::fmt::Debug for AffinityConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AffinityConfig")
-            .field("redis_url", &"(set, redacted)")
             .field("prefix", &self.prefix)
             .field("node_id", &self.node_id)
             .field("advertise_url", &self.advertise_url)
@@ -108,30 +106,35 @@ pub struct Affinity {
 /// How long any Redis command may take before it counts as failed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The node's Redis client: an unbounded exponential reconnect policy, a
+/// command timeout and a bounded buffer for commands issued while
+/// disconnected. Not connected yet: [`Affinity`] connects it on its
+/// Arbiter, and every clone (match replicas, sessions) shares it.
+pub fn redis_client(url: &str) -> Result<Client, AffinityError> {
+    let config = Config::from_url(url).map_err(|e| AffinityError::Redis(e.to_string()))?;
+    Builder::from_config(config)
+        // Without a policy fred never reconnects (PITFALLS.md).
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)
+        .with_connection_config(|c| {
+            c.connection_timeout = COMMAND_TIMEOUT;
+            // Commands issued while disconnected wait in a bounded buffer.
+            c.max_command_buffer_len = 10_000;
+        })
+        .build()
+        .map_err(|e| AffinityError::Redis(e.to_string()))
+}
+
 impl Affinity {
-    /// Starts the actor on its own Arbiter; keep the Arbiter alive.
+    /// Starts the actor on its own Arbiter, where it connects `client` (from
+    /// [`redis_client`]); keep the Arbiter alive.
     pub fn start(
         cfg: AffinityConfig,
+        client: Client,
         load: LoadFn,
     ) -> Result<(Addr<Affinity>, Arbiter), AffinityError> {
-        let config =
-            Config::from_url(&cfg.redis_url).map_err(|e| AffinityError::Redis(e.to_string()))?;
         let arbiter = Arbiter::new();
         let addr = Affinity::start_in_arbiter(&arbiter.handle(), move |_| {
-            let client = Builder::from_config(config)
-                // Without a policy fred never reconnects (PITFALLS.md).
-                .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
-                .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)
-                .with_connection_config(|c| {
-                    c.connection_timeout = COMMAND_TIMEOUT;
-                    // Commands issued while disconnected wait in a bounded buffer.
-                    c.max_command_buffer_len = 1_000;
-                })
-                .build()
-                .unwrap_or_else(|e| {
-                    log::error!("redis client: {e}; using defaults");
-                    Client::default()
-                });
             Affinity {
                 cfg,
                 client,

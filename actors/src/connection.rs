@@ -16,7 +16,7 @@ use actix::prelude::*;
 use actix_web_actors::ws;
 use bytes::{Bytes, BytesMut};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, LocateError, Located};
 use crate::match_session::{Act, Ask, Disconnected, Join, JoinError, Leave, MatchSession};
 use crate::metrics::{self as m, FrameMetrics};
 use crate::protocol::codec::{self, DecodeError, Encoding, Out};
@@ -103,6 +103,8 @@ pub enum ConnError {
     MatchGone,
     #[error("the match did not answer in time")]
     MatchBusy,
+    #[error("{0}")]
+    Locate(#[from] LocateError),
 }
 
 impl ConnError {
@@ -118,6 +120,7 @@ impl ConnError {
             ConnError::Engine(e) => e.code(),
             ConnError::MatchGone => "match_gone",
             ConnError::MatchBusy => "match_busy",
+            ConnError::Locate(e) => e.code(),
         }
     }
 
@@ -329,6 +332,7 @@ impl Connection {
         match (match_id, ruleset) {
             (Some(id), None) => match self.engine.lookup(id) {
                 Some(entry) => self.join_entry(ctx, entry, None, resume, enc),
+                None if self.engine.replica.is_some() => self.locate(ctx, id, resume, enc),
                 None => self.fail(ctx, ConnError::MatchNotFound(id), enc),
             },
             (None, Some(ruleset)) => {
@@ -339,6 +343,37 @@ impl Connection {
             }
             _ => self.fail(ctx, ConnError::InvalidJoin, enc),
         }
+    }
+
+    /// A match this node does not run: ask Redis who does. The answer is a
+    /// `redirect` to its owner, or the match rebuilt here (failover).
+    fn locate(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        id: MatchId,
+        resume: Option<u64>,
+        enc: Encoding,
+    ) {
+        self.joining = true;
+        let engine = self.engine.clone();
+        let fut = async move { engine.locate(id).await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(Located::Here(entry)) => act.join_entry(ctx, entry, None, resume, enc),
+            Ok(Located::Elsewhere { node_id, url }) => {
+                act.joining = false;
+                metrics::counter!(m::REDIRECTS, "reason" => "owner").increment(1);
+                let msg = ServerMsg::Redirect {
+                    match_id: id,
+                    url,
+                    node_id: Some(node_id),
+                };
+                act.send(ctx, &msg, enc);
+            }
+            Err(e) => {
+                act.joining = false;
+                act.fail(ctx, e.into(), enc);
+            }
+        }));
     }
 
     fn quick_join(

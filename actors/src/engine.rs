@@ -9,9 +9,12 @@ use actix::prelude::*;
 
 use crate::config::EngineConfig;
 use crate::protocol::MatchId;
+use crate::match_session::RebuildError;
 use crate::registry::{
     CreateMatch, Directory, EngineError, GetStats, MatchEntry, QuickJoin, Registry, RegistryStats,
+    RestoreError, RestoreMatch,
 };
+use crate::replica::{Claim, Replica, ReplicaError};
 use crate::rules::Catalog;
 use crate::writer::Persist;
 
@@ -26,6 +29,55 @@ pub struct Engine {
     pub cfg: Arc<EngineConfig>,
     /// Set once the node drains: no new matches, no new players.
     draining: Arc<AtomicBool>,
+    /// Redis replication; `None` when the node runs alone.
+    pub replica: Option<Replica>,
+}
+
+/// Where a match is, as [`Engine::locate`] found it.
+#[derive(Clone)]
+pub enum Located {
+    Here(MatchEntry),
+    /// Another node owns it: the client should go to `url`.
+    Elsewhere { node_id: String, url: String },
+}
+
+/// Why [`Engine::locate`] found no match to join.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocateError {
+    #[error("no live match with id {0}")]
+    NotFound(MatchId),
+    #[error("the match had ended")]
+    Ended,
+    #[error("the match's node is gone and its lease has not expired yet; retry shortly")]
+    Recovering,
+    #[error("redis is unreachable; matches on other nodes cannot be reached now")]
+    Redis(String),
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    #[error("the match's copy in redis cannot be rebuilt: {0}")]
+    Corrupt(String),
+}
+
+impl LocateError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            LocateError::NotFound(_) => "match_not_found",
+            LocateError::Ended => "match_ended",
+            LocateError::Recovering => "match_recovering",
+            LocateError::Redis(_) => "redis_unavailable",
+            LocateError::Engine(e) => e.code(),
+            LocateError::Corrupt(_) => "match_unrecoverable",
+        }
+    }
+}
+
+impl From<ReplicaError> for LocateError {
+    fn from(e: ReplicaError) -> Self {
+        match e {
+            ReplicaError::Corrupt(m) => LocateError::Corrupt(m),
+            other => LocateError::Redis(other.to_string()),
+        }
+    }
 }
 
 impl Engine {
@@ -42,10 +94,22 @@ impl Engine {
         catalog: Catalog,
         persist: Option<Recipient<Persist>>,
     ) -> Self {
+        Self::start_replicated(cfg, catalog, persist, None)
+    }
+
+    /// Like [`Engine::start_with`], every match also keeping a copy in
+    /// Redis through `replica`, so any node can take it over.
+    pub fn start_replicated(
+        cfg: EngineConfig,
+        catalog: Catalog,
+        persist: Option<Recipient<Persist>>,
+        replica: Option<Replica>,
+    ) -> Self {
         let cfg = Arc::new(cfg);
         let directory = Directory::default();
         let registry = Registry::new(cfg.clone(), catalog.clone(), directory.clone())
             .with_persist(persist)
+            .with_replica(replica.clone())
             .start();
         Self {
             registry,
@@ -53,6 +117,62 @@ impl Engine {
             catalog,
             cfg,
             draining: Arc::default(),
+            replica,
+        }
+    }
+
+    /// Finds match `id`: here, on another node (by its lease in Redis), or,
+    /// when its node is gone (lease expired), rebuilt here from its
+    /// snapshot and stream (failover).
+    pub async fn locate(&self, id: MatchId) -> Result<Located, LocateError> {
+        if let Some(entry) = self.lookup(id) {
+            return Ok(Located::Here(entry));
+        }
+        let Some(replica) = &self.replica else {
+            return Err(LocateError::NotFound(id));
+        };
+        let claim = if self.is_draining() {
+            // A draining node takes no match over; it only points the way.
+            match replica.owner(id).await? {
+                Some(owner) if owner != replica.node_id() => Claim::Theirs(owner),
+                _ => return Err(EngineError::Draining.into()),
+            }
+        } else {
+            replica.claim(id).await?
+        };
+        match claim {
+            Claim::Unknown => Err(LocateError::NotFound(id)),
+            Claim::Theirs(node_id) => match replica.node_url(&node_id).await? {
+                Some(url) => Ok(Located::Elsewhere { node_id, url }),
+                None => Err(LocateError::Recovering),
+            },
+            Claim::Ours => {
+                let Some(stored) = replica.load(id).await? else {
+                    let _ = replica.release(id).await;
+                    return Err(LocateError::NotFound(id));
+                };
+                let restored = self
+                    .registry
+                    .send(RestoreMatch { stored })
+                    .timeout(REGISTRY_TIMEOUT)
+                    .await
+                    .map_err(|_| EngineError::Unavailable)?;
+                match restored {
+                    Ok(entry) => Ok(Located::Here(entry)),
+                    Err(RestoreError::Rebuild(RebuildError::Ended)) => {
+                        let _ = replica.forget(id).await;
+                        Err(LocateError::Ended)
+                    }
+                    Err(RestoreError::Rebuild(RebuildError::Corrupt(m))) => {
+                        let _ = replica.release(id).await;
+                        Err(LocateError::Corrupt(m))
+                    }
+                    Err(RestoreError::Engine(e)) => {
+                        let _ = replica.release(id).await;
+                        Err(e.into())
+                    }
+                }
+            }
         }
     }
 

@@ -7,7 +7,9 @@
 //! [`connection::Connection`] actors live on the HTTP workers and talk to
 //! their match directly. The [`writer::PersistenceWriter`] (one per node,
 //! on its own Arbiter) receives every match's history and makes it durable
-//! in Postgres or the local [`journal`].
+//! in Postgres or the local [`journal`]. With Redis, every match keeps a
+//! [`replica`] there (lease, snapshot, stream) so another node can take it
+//! over, and the node registers itself through [`affinity::Affinity`].
 
 pub mod affinity;
 pub mod config;
@@ -18,6 +20,7 @@ pub mod match_session;
 pub mod metrics;
 pub mod protocol;
 pub mod registry;
+pub mod replica;
 pub mod rules;
 pub mod store;
 pub mod validation_cache;

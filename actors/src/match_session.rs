@@ -25,6 +25,8 @@ use crate::protocol::{
     Action, Event, MatchId, MatchResult, PlayerId, Query, Seat, SeatView, ServerMsg,
 };
 use crate::registry::{MatchInfo, MatchStopped};
+pub use crate::replica::Recorded;
+use crate::replica::{self as repl, Batch, Input, MatchSnapshot, Replica, ReplicaError, Stored};
 use crate::rules::{Game, Outcome, Rejection, Ruleset};
 use crate::validation_cache::{CacheHandle, CacheKey};
 use crate::writer::{unix_ms, Persist, Record};
@@ -127,12 +129,188 @@ struct Member {
     disconnected_at: Option<Instant>,
 }
 
-/// One recorded event, kept for resume.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub seq: u64,
-    pub seat: Option<Seat>,
-    pub event: Event,
+/// Hand the match to another node (drain): write a last snapshot, release
+/// the lease, send every member `redirect` to `url`, stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Handover {
+    pub url: String,
+}
+
+/// A frame or control message that waits for its batch to be in Redis.
+enum Outgoing {
+    Frame { seat: Seat, conn_id: u64, frame: Out },
+    Control(Recipient<ToConn>, ToConn),
+}
+
+/// Why a replicated match stops once its last write is acknowledged.
+enum StopAfterWrite {
+    Ended,
+    Handover(String),
+}
+
+/// The match's replication state (see [`crate::replica`]).
+struct Repl {
+    replica: Replica,
+    /// What changed since the last write.
+    pending: Batch,
+    /// Frames and control messages for clients, in order, waiting for the
+    /// next write; `sealed` wait for the write in flight.
+    open: Vec<Outgoing>,
+    sealed: Vec<Outgoing>,
+    in_flight: bool,
+    /// The last batch number given out.
+    batch_no: u64,
+    /// The batch the last written snapshot includes, and the one before.
+    snap_batch: u64,
+    prev_snap_batch: u64,
+    snapshot_due: bool,
+    renew_due: bool,
+    /// The last write failed for want of Redis: frames go out without
+    /// waiting and only snapshots are tried, until one succeeds.
+    degraded: bool,
+    last_write: Instant,
+    stop_after: Option<StopAfterWrite>,
+}
+
+impl Repl {
+    fn new(replica: Replica) -> Self {
+        Self {
+            replica,
+            pending: Batch::default(),
+            open: Vec::new(),
+            sealed: Vec::new(),
+            in_flight: false,
+            batch_no: 0,
+            snap_batch: 0,
+            prev_snap_batch: 0,
+            // A new match claims its lease with its first snapshot.
+            snapshot_due: true,
+            renew_due: false,
+            degraded: false,
+            last_write: Instant::now(),
+            stop_after: None,
+        }
+    }
+
+    fn changed(&self) -> bool {
+        !self.pending.inputs.is_empty() || !self.pending.events.is_empty() || self.pending.ended
+    }
+}
+
+/// A match rebuilt from its Redis copy, ready to run (see [`rebuild`]).
+pub struct Rebuilt {
+    game: Box<dyn Game>,
+    players: Vec<Option<PlayerId>>,
+    seq: u64,
+    ring: VecDeque<Recorded>,
+    batch_no: u64,
+    snap_batch: u64,
+    pub created_at_ms: u64,
+    pub seed: u64,
+}
+
+/// Why a stored match cannot be rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RebuildError {
+    #[error("the match had ended")]
+    Ended,
+    #[error("the stored match does not replay: {0}")]
+    Corrupt(String),
+}
+
+/// Restores the snapshot and replays the later batches' inputs on it. The
+/// replayed game must produce the recorded events' count and `seq`s.
+pub fn rebuild(
+    ruleset: &dyn Ruleset,
+    stored: Stored,
+    ring_len: usize,
+) -> Result<Rebuilt, RebuildError> {
+    let corrupt = |m: String| RebuildError::Corrupt(m);
+    let snap = stored.snapshot;
+    let run = move || -> Result<Rebuilt, RebuildError> {
+        let mut game = ruleset
+            .restore(&snap.game)
+            .ok_or_else(|| corrupt("the game snapshot does not decode".into()))?;
+        let mut players = snap.players.clone();
+        players.resize(usize::from(ruleset.max_seats()), None);
+        let mut seq = snap.seq;
+        let mut ring = VecDeque::new();
+        let mut batch_no = snap.batch;
+        for (n, batch) in stored.batches {
+            if batch.ended {
+                return Err(RebuildError::Ended);
+            }
+            if n > snap.batch {
+                let mut produced = 0usize;
+                for input in batch.inputs {
+                    let outcome = match input {
+                        Input::SeatJoined { seat, player_id } => {
+                            if let Some(p) = players.get_mut(usize::from(seat)) {
+                                *p = Some(player_id);
+                            }
+                            produced += 1; // player_joined
+                            game.seat_joined(seat)
+                        }
+                        Input::SeatLeft { seat } => {
+                            if let Some(p) = players.get_mut(usize::from(seat)) {
+                                *p = None;
+                            }
+                            produced += 1; // player_left
+                            game.seat_left(seat)
+                        }
+                        Input::Apply { seat, action } => game.apply(seat, &action).map_err(|r| {
+                            corrupt(format!("a recorded action is refused now: {}", r.code))
+                        })?,
+                        Input::Tick => game.tick(),
+                    };
+                    produced += outcome.events.len();
+                }
+                let engine_events = batch
+                    .events
+                    .iter()
+                    .filter(|e| {
+                        matches!(
+                            e.event,
+                            Event::PlayerDisconnected { .. } | Event::PlayerReconnected { .. }
+                        )
+                    })
+                    .count();
+                if produced + engine_events != batch.events.len() {
+                    return Err(corrupt(format!(
+                        "batch {n} replays to {} events, {} recorded",
+                        produced + engine_events,
+                        batch.events.len()
+                    )));
+                }
+                batch_no = n;
+            }
+            for e in batch.events {
+                if n > snap.batch {
+                    if e.seq != seq + 1 {
+                        return Err(corrupt(format!("seq {} follows {seq}", e.seq)));
+                    }
+                    seq = e.seq;
+                }
+                if ring.len() >= ring_len.max(1) {
+                    ring.pop_front();
+                }
+                ring.push_back(e);
+            }
+        }
+        Ok(Rebuilt {
+            game,
+            players,
+            seq,
+            ring,
+            batch_no,
+            snap_batch: snap.batch,
+            created_at_ms: snap.created_at_ms,
+            seed: snap.seed,
+        })
+    };
+    catch_unwind(AssertUnwindSafe(run))
+        .unwrap_or_else(|_| Err(RebuildError::Corrupt("the ruleset panicked".into())))
 }
 
 pub struct MatchSession {
@@ -156,6 +334,12 @@ pub struct MatchSession {
     /// Seats dropped as too slow, not yet announced to the others.
     dropped: Vec<Seat>,
     persist: Option<Recipient<Persist>>,
+    seed: u64,
+    repl: Option<Repl>,
+    /// Rebuilt from Redis rather than created here.
+    restored: bool,
+    /// Stopped because another node has the match now.
+    moved: bool,
 }
 
 /// Everything a new match needs.
@@ -168,6 +352,8 @@ pub struct MatchSpec {
     pub registry: Recipient<MatchStopped>,
     /// The node's persistence writer; `None` keeps no history.
     pub persist: Option<Recipient<Persist>>,
+    /// Redis replication for failover; `None` when the node runs alone.
+    pub replica: Option<Replica>,
 }
 
 impl MatchSession {
@@ -179,6 +365,11 @@ impl MatchSession {
         let seats = (0..seat_count).map(|_| None).collect();
         let cache = CacheHandle::local().filter(|_| spec.cfg.cache_enabled);
         let metrics = MatchMetrics::new(spec.ruleset.name());
+        // A ruleset without snapshots cannot be rebuilt: not replicated.
+        let repl = spec
+            .replica
+            .filter(|_| game.snapshot().is_some())
+            .map(Repl::new);
         Self {
             id: spec.id,
             ruleset: spec.ruleset,
@@ -198,7 +389,37 @@ impl MatchSession {
             precomputed: vec![None; seat_count],
             dropped: Vec::new(),
             persist: spec.persist,
+            seed: spec.seed,
+            repl,
+            restored: false,
+            moved: false,
         }
+    }
+
+    /// A match [`rebuild`] made from its Redis copy: every seat held as
+    /// disconnected (for the grace period), numbering going on from `seq`.
+    pub fn restored(spec: MatchSpec, rebuilt: Rebuilt) -> Self {
+        let mut me = Self::new(spec);
+        me.game = rebuilt.game;
+        let now = Instant::now();
+        for (slot, player) in me.seats.iter_mut().zip(rebuilt.players) {
+            *slot = player.map(|player_id| Member {
+                player_id,
+                conn: None,
+                backlog: Arc::default(),
+                encoding: Encoding::Json,
+                disconnected_at: Some(now),
+            });
+        }
+        me.seq = rebuilt.seq;
+        me.ring = rebuilt.ring;
+        me.restored = true;
+        if let Some(r) = me.repl.as_mut() {
+            r.batch_no = rebuilt.batch_no;
+            r.snap_batch = rebuilt.snap_batch;
+            r.prev_snap_batch = rebuilt.snap_batch;
+        }
+        me
     }
 
     fn seat_views(&self) -> Vec<SeatView> {
@@ -238,11 +459,47 @@ impl MatchSession {
         );
     }
 
-    /// Sends one frame to one member. A member whose connection has more
+    /// Sends one frame to one member, or, when the match is replicated,
+    /// queues it until its batch is in Redis.
+    fn send_to(&mut self, seat: usize, frame: Out) {
+        if let Some(r) = self.repl.as_mut().filter(|r| !r.degraded) {
+            let Some(Some(Member {
+                conn: Some((conn_id, _)),
+                ..
+            })) = self.seats.get(seat)
+            else {
+                return;
+            };
+            r.open.push(Outgoing::Frame {
+                seat: seat as Seat,
+                conn_id: *conn_id,
+                frame,
+            });
+            return;
+        }
+        self.send_now(seat, frame);
+    }
+
+    /// A control message to a connection, in order with the frames.
+    fn control(&mut self, conn: Recipient<ToConn>, msg: ToConn) {
+        match self.repl.as_mut().filter(|r| !r.degraded) {
+            Some(r) => r.open.push(Outgoing::Control(conn, msg)),
+            None => conn.do_send(msg),
+        }
+    }
+
+    /// Records an input for replication.
+    fn record(&mut self, input: Input) {
+        if let Some(r) = self.repl.as_mut() {
+            r.pending.inputs.push(input);
+        }
+    }
+
+    /// Sends one frame to one member now. A member whose connection has more
     /// than `max_outbound_bytes` queued, or whose mailbox is full, is a
     /// client that cannot keep up: it is dropped from its seat (the seat is
     /// held as disconnected) and its connection closed with 1008.
-    fn send_to(&mut self, seat: usize, frame: Out) {
+    fn send_now(&mut self, seat: usize, frame: Out) {
         let limit = self.cfg.max_outbound_bytes;
         let Some(Some(member)) = self.seats.get_mut(seat) else {
             return;
@@ -355,7 +612,11 @@ impl MatchSession {
                 if self.ring.len() >= self.cfg.ring_buffer.max(1) {
                     self.ring.pop_front();
                 }
-                self.ring.push_back(Recorded { seq, seat, event });
+                let recorded = Recorded { seq, seat, event };
+                if let Some(r) = self.repl.as_mut() {
+                    r.pending.events.push(recorded.clone());
+                }
+                self.ring.push_back(recorded);
             }
             self.metrics.events.increment(1);
         }
@@ -478,12 +739,14 @@ impl MatchSession {
             return;
         }
         let started = Instant::now();
+        self.record(Input::Tick);
         if let Some(outcome) = self.guarded(ctx, "tick", |g| g.tick()) {
             self.apply_outcome(ctx, None, outcome);
         }
         self.metrics
             .tick_seconds
             .record(started.elapsed().as_secs_f64());
+        self.commit(ctx);
     }
 
     /// Ends the match: one `ended` frame to every member, then stop.
@@ -499,14 +762,23 @@ impl MatchSession {
             result: result.clone(),
         };
         let mut frames = EncodeOnce::new(&msg);
-        for member in self.seats.iter().flatten() {
-            if let Some((_, conn)) = &member.conn {
-                // Control message: must arrive even past the mailbox bound.
-                conn.do_send(ToConn::Detached {
+        let detach: Vec<(Recipient<ToConn>, ToConn)> = self
+            .seats
+            .iter()
+            .flatten()
+            .filter_map(|member| {
+                let (_, conn) = member.conn.as_ref()?;
+                let msg = ToConn::Detached {
                     match_id: self.id,
                     frame: Some(frames.get(member.encoding)),
-                });
-            }
+                };
+                Some((conn.clone(), msg))
+            })
+            .collect();
+        drop(frames);
+        for (conn, msg) in detach {
+            // Control message: must arrive even past the mailbox bound.
+            self.control(conn, msg);
         }
         if let Some(writer) = &self.persist {
             writer.do_send(Persist(vec![Record::MatchEnded {
@@ -524,6 +796,235 @@ impl MatchSession {
         metrics::counter!(m::MATCHES_ENDED, "ruleset" => self.ruleset.name(), "reason" => result.reason.clone())
             .increment(1);
         self.info.joinable.store(false, Ordering::Relaxed);
+        match self.repl.as_mut() {
+            // Stops once the end is in Redis and the frames are out.
+            Some(r) => {
+                r.pending.ended = true;
+                r.stop_after = Some(StopAfterWrite::Ended);
+                self.commit(ctx);
+            }
+            None => ctx.stop(),
+        }
+    }
+
+    /// Makes what changed durable in Redis, then lets the frames that
+    /// waited for it go; or, with nothing to write, sends what waits. One
+    /// write is in flight at a time; what happens meanwhile makes the next.
+    fn commit(&mut self, ctx: &mut Context<Self>) {
+        loop {
+            let Some(r) = self.repl.as_mut() else {
+                return;
+            };
+            if r.in_flight {
+                return;
+            }
+            if r.degraded && !r.snapshot_due {
+                // Redis is away: play on; the next snapshot covers it all.
+                r.pending = Batch::default();
+                let open = std::mem::take(&mut r.open);
+                if open.is_empty() {
+                    break;
+                }
+                self.flush(open);
+                continue;
+            }
+            if !r.changed() && !r.snapshot_due && !r.renew_due {
+                let open = std::mem::take(&mut r.open);
+                if open.is_empty() {
+                    break;
+                }
+                self.flush(open);
+                continue;
+            }
+            self.start_write(ctx);
+            return;
+        }
+        self.stop_if_done(ctx);
+    }
+
+    fn start_write(&mut self, ctx: &mut Context<Self>) {
+        let snapshot = self
+            .repl
+            .as_ref()
+            .filter(|r| r.snapshot_due)
+            .and_then(|_| self.game.snapshot());
+        let (seq, id, seed) = (self.seq, self.id, self.seed);
+        let created_at_ms = unix_ms(self.info.created_at);
+        let players: Vec<Option<PlayerId>> = self
+            .seats
+            .iter()
+            .map(|s| s.as_ref().map(|m| m.player_id))
+            .collect();
+        let ruleset = self.ruleset.name();
+        let Some(r) = self.repl.as_mut() else {
+            return;
+        };
+        let mut write = repl::Write::default();
+        if r.changed() && !r.degraded {
+            r.batch_no += 1;
+            let batch = std::mem::take(&mut r.pending);
+            write.batch = repl::encode(&batch).map(|b| (r.batch_no, b));
+        } else {
+            r.pending = Batch::default();
+        }
+        if let Some(game) = snapshot {
+            let snap = MatchSnapshot {
+                match_id: id,
+                ruleset: ruleset.into(),
+                seq,
+                batch: r.batch_no,
+                seed,
+                created_at_ms,
+                players,
+                game,
+            };
+            write.snapshot = repl::encode(&snap).map(|b| (r.batch_no, b));
+            // Keep the batches since the snapshot before this one, so a
+            // node taking over can replay recent events to resuming clients.
+            write.trim_below = Some(r.prev_snap_batch.min(r.snap_batch) + 1);
+        }
+        write.latest_batch = r.batch_no;
+        let wrote_snapshot = write.snapshot.as_ref().map(|(n, _)| *n);
+        r.snapshot_due = false;
+        r.renew_due = false;
+        r.in_flight = true;
+        r.sealed = std::mem::take(&mut r.open);
+        let replica = r.replica.clone();
+        let fut = async move { replica.write(id, write).await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.written(ctx, res, wrote_snapshot)
+        }));
+    }
+
+    fn written(
+        &mut self,
+        ctx: &mut Context<Self>,
+        res: Result<(), ReplicaError>,
+        wrote_snapshot: Option<u64>,
+    ) {
+        let Some(r) = self.repl.as_mut() else {
+            return;
+        };
+        r.in_flight = false;
+        r.last_write = Instant::now();
+        match res {
+            Ok(()) => {
+                if r.degraded {
+                    log::info!(match_id = self.id; "match replicated in redis again");
+                }
+                r.degraded = false;
+                if let Some(n) = wrote_snapshot {
+                    r.prev_snap_batch = r.snap_batch;
+                    r.snap_batch = n;
+                }
+            }
+            Err(ReplicaError::NotOwner(owner)) => {
+                // Another node took this match over: what this node did
+                // since its last write never reached a client. Stop here;
+                // the members resume and are sent to the new owner.
+                log::warn!(match_id = self.id, owner = owner.as_str(); "lost the match lease to another node; stopping the match here");
+                metrics::counter!(m::LEASES_LOST).increment(1);
+                r.sealed.clear();
+                r.open.clear();
+                self.moved = true;
+                for member in self.seats.iter().flatten() {
+                    if let Some((_, conn)) = &member.conn {
+                        conn.do_send(ToConn::Kicked {
+                            match_id: self.id,
+                            code: "match_moved",
+                            message: "the match moved to another node; resume it".into(),
+                        });
+                    }
+                }
+                ctx.stop();
+                return;
+            }
+            Err(e) => {
+                if !r.degraded {
+                    log::warn!(match_id = self.id; "could not replicate the match: {e}; playing on without waiting for redis");
+                }
+                r.degraded = true;
+                r.snapshot_due = true;
+                if matches!(r.stop_after, Some(StopAfterWrite::Handover(_))) {
+                    // No snapshot, no handover: the match plays on here.
+                    log::warn!(match_id = self.id; "handover cancelled: redis did not take the snapshot");
+                    r.stop_after = None;
+                }
+            }
+        }
+        let sealed = std::mem::take(&mut r.sealed);
+        self.flush(sealed);
+        self.commit(ctx);
+    }
+
+    /// Sends frames and control messages whose batch is in Redis.
+    fn flush(&mut self, items: Vec<Outgoing>) {
+        for item in items {
+            match item {
+                Outgoing::Frame {
+                    seat,
+                    conn_id,
+                    frame,
+                } => {
+                    if self.member(seat, conn_id).is_some() {
+                        self.send_now(usize::from(seat), frame);
+                    }
+                }
+                Outgoing::Control(conn, msg) => conn.do_send(msg),
+            }
+        }
+        self.announce_dropped();
+    }
+
+    /// Stops a replicated match that ended or was handed over, once
+    /// nothing waits any more.
+    fn stop_if_done(&mut self, ctx: &mut Context<Self>) {
+        let Some(r) = self.repl.as_mut() else {
+            return;
+        };
+        if r.in_flight || !r.open.is_empty() || r.changed() {
+            return;
+        }
+        let Some(stop) = r.stop_after.take() else {
+            return;
+        };
+        let (replica, id) = (r.replica.clone(), self.id);
+        match stop {
+            StopAfterWrite::Ended => {
+                actix::spawn(async move {
+                    if let Err(e) = replica.forget(id).await {
+                        log::warn!(match_id = id; "could not remove the ended match from redis: {e}");
+                    }
+                });
+            }
+            StopAfterWrite::Handover(url) => {
+                self.moved = true;
+                metrics::counter!(m::HANDOVERS).increment(1);
+                let redirect = ServerMsg::Redirect {
+                    match_id: id,
+                    url,
+                    node_id: None,
+                };
+                let mut frames = EncodeOnce::new(&redirect);
+                let mut sent = 0u64;
+                for member in self.seats.iter().flatten() {
+                    if let Some((_, conn)) = &member.conn {
+                        conn.do_send(ToConn::Detached {
+                            match_id: id,
+                            frame: Some(frames.get(member.encoding)),
+                        });
+                        sent += 1;
+                    }
+                }
+                metrics::counter!(m::REDIRECTS, "reason" => "handover").increment(sent);
+                log::info!(match_id = id, seq = self.seq; "match handed over; lease released");
+                actix::spawn(async move {
+                    if let Err(e) = replica.release(id).await {
+                        log::warn!(match_id = id; "could not release the match lease: {e}");
+                    }
+                });
+            }
+        }
         ctx.stop();
     }
 
@@ -582,6 +1083,7 @@ impl MatchSession {
             return;
         }
         self.broadcast(None, vec![Event::PlayerLeft { seat }]);
+        self.record(Input::SeatLeft { seat });
         if let Some(outcome) = self.guarded(ctx, "seat_left", |g| g.seat_left(seat)) {
             self.apply_outcome(ctx, None, outcome);
         }
@@ -636,8 +1138,44 @@ impl Actor for MatchSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.cfg.match_mailbox);
-        ctx.run_interval(Duration::from_millis(250), |act, ctx| act.housekeeping(ctx));
+        ctx.run_interval(Duration::from_millis(250), |act, ctx| {
+            act.housekeeping(ctx);
+            act.commit(ctx);
+        });
         self.update_counts();
+        if let Some(r) = &self.repl {
+            let cfg = r.replica.config();
+            let renew_every = Duration::from_millis((cfg.lease_ttl_ms / 3).max(10));
+            ctx.run_interval(renew_every, move |act, ctx| {
+                if let Some(r) = act.repl.as_mut() {
+                    if r.last_write.elapsed() >= renew_every {
+                        r.renew_due = true;
+                        act.commit(ctx);
+                    }
+                }
+            });
+            ctx.run_interval(
+                Duration::from_millis(cfg.snapshot_ms.max(10)),
+                |act, ctx| {
+                    if let Some(r) = act.repl.as_mut() {
+                        if r.batch_no > r.snap_batch {
+                            r.snapshot_due = true;
+                            act.commit(ctx);
+                        }
+                    }
+                },
+            );
+            // The first write: a new match's lease and snapshot, or a
+            // rebuilt match's fresh snapshot.
+            self.commit(ctx);
+            if self.restored {
+                self.sync_ticker(ctx);
+            }
+        }
+        if self.restored {
+            log::info!(match_id = self.id, ruleset = self.ruleset.name(), seq = self.seq; "match rebuilt from redis");
+            return;
+        }
         if let Some(writer) = &self.persist {
             writer.do_send(Persist(vec![Record::MatchCreated {
                 match_id: self.id,
@@ -650,7 +1188,7 @@ impl Actor for MatchSession {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        if !self.ended {
+        if !self.ended && !self.moved {
             // Stopped without a result (the system is shutting down): tell members.
             for member in self.seats.iter().flatten() {
                 if let Some((_, conn)) = &member.conn {
@@ -737,16 +1275,17 @@ impl Handler<Join> for MatchSession {
                 state: self.game.view(Some(seat_id), self.seat_views()),
             },
         };
-        if let Some((_, conn)) = self.seats[seat].as_ref().and_then(|m| m.conn.as_ref()) {
+        if let Some((_, conn)) = self.seats[seat].as_ref().and_then(|m| m.conn.clone()) {
             // Control message, one per join: the connection takes its seat
             // as it writes this frame, so a client that acts the moment it
             // reads `joined` is already seated.
-            conn.do_send(ToConn::Joined {
+            let joined = ToConn::Joined {
                 match_id: self.id,
                 seat: seat_id,
                 addr: ctx.address(),
                 frame: encode(&first, msg.encoding),
-            });
+            };
+            self.control(conn, joined);
         }
         if msg.resume_from.is_some() {
             let outcome = if replay.is_some() {
@@ -770,11 +1309,16 @@ impl Handler<Join> for MatchSession {
                     player_id: msg.player_id,
                 }],
             );
+            self.record(Input::SeatJoined {
+                seat: seat_id,
+                player_id: msg.player_id,
+            });
             if let Some(outcome) = self.guarded(ctx, "seat_joined", |g| g.seat_joined(seat_id)) {
                 self.apply_outcome(ctx, None, outcome);
             }
         }
         self.update_counts();
+        self.commit(ctx);
         Ok(JoinAck {
             match_id: self.id,
             seat: seat_id,
@@ -804,6 +1348,10 @@ impl Handler<Act> for MatchSession {
         match result {
             Ok(outcome) => {
                 self.metrics.accepted.increment(1);
+                self.record(Input::Apply {
+                    seat: msg.seat,
+                    action,
+                });
                 self.apply_outcome(ctx, Some(msg.seat), outcome);
                 self.metrics
                     .action_seconds
@@ -811,6 +1359,7 @@ impl Handler<Act> for MatchSession {
             }
             Err(rejection) => self.reject(msg.seat, msg.client_seq, rejection, msg.encoding),
         }
+        self.commit(ctx);
     }
 }
 
@@ -828,6 +1377,7 @@ impl Handler<Ask> for MatchSession {
                 reply: crate::protocol::Reply::State { state },
             };
             self.reply_to(msg.seat, &reply, msg.encoding);
+            self.commit(ctx);
             return;
         }
         let (seat, client_seq, encoding) = (msg.seat, msg.client_seq, msg.encoding);
@@ -875,6 +1425,7 @@ impl Handler<Ask> for MatchSession {
             Ok(frame) => self.deliver(seat, frame),
             Err(rejection) => self.reject(seat, client_seq, rejection, encoding),
         }
+        self.commit(ctx);
     }
 }
 
@@ -885,22 +1436,24 @@ impl Handler<Leave> for MatchSession {
         let Some(member) = self.member(msg.seat, msg.conn_id) else {
             return;
         };
-        if let Some((_, conn)) = &member.conn {
+        if let Some((_, conn)) = member.conn.clone() {
             let left = ServerMsg::Left { match_id: self.id };
-            conn.do_send(ToConn::Detached {
+            let detached = ToConn::Detached {
                 match_id: self.id,
                 frame: Some(encode(&left, member.encoding)),
-            });
+            };
+            self.control(conn, detached);
         }
         log::info!(match_id = self.id, seat = msg.seat; "player left");
         self.vacate(ctx, msg.seat);
+        self.commit(ctx);
     }
 }
 
 impl Handler<Disconnected> for MatchSession {
     type Result = ();
 
-    fn handle(&mut self, msg: Disconnected, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Disconnected, ctx: &mut Self::Context) {
         if self.member(msg.seat, msg.conn_id).is_none() {
             return;
         }
@@ -911,6 +1464,7 @@ impl Handler<Disconnected> for MatchSession {
         log::info!(match_id = self.id, seat = msg.seat, conn_id = msg.conn_id; "player disconnected; holding the seat");
         self.broadcast(None, vec![Event::PlayerDisconnected { seat: msg.seat }]);
         self.update_counts();
+        self.commit(ctx);
     }
 }
 
@@ -926,5 +1480,23 @@ impl Handler<EndMatch> for MatchSession {
                 scores: Vec::new(),
             },
         );
+        self.commit(ctx);
+    }
+}
+
+impl Handler<Handover> for MatchSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Handover, ctx: &mut Self::Context) {
+        if self.ended {
+            return;
+        }
+        let Some(r) = self.repl.as_mut().filter(|r| !r.degraded) else {
+            log::warn!(match_id = self.id; "cannot hand over a match that is not replicated; it plays on here");
+            return;
+        };
+        r.snapshot_due = true;
+        r.stop_after = Some(StopAfterWrite::Handover(msg.url));
+        self.commit(ctx);
     }
 }

@@ -44,6 +44,14 @@ pub const WRITER_BREAKER: &str = "matchd_writer_breaker_state";
 pub const JOURNAL_PENDING: &str = "matchd_journal_bytes_pending";
 pub const JOURNAL_ROWS: &str = "matchd_journal_rows_appended_total";
 pub const JOURNAL_TORN: &str = "matchd_journal_torn_tails_total";
+pub const REPLICA_WRITE_SECONDS: &str = "matchd_replica_write_duration_seconds";
+pub const REPLICA_WRITES: &str = "matchd_replica_writes_total";
+pub const LEASE_FAILURES: &str = "matchd_lease_renew_failures_total";
+pub const LEASES_LOST: &str = "matchd_leases_lost_total";
+pub const FAILOVERS: &str = "matchd_failovers_total";
+pub const REDIRECTS: &str = "matchd_redirects_total";
+pub const HANDOVERS: &str = "matchd_handovers_total";
+pub const CONTROL_MESSAGES: &str = "matchd_control_messages_total";
 
 /// Every metric name above; the README's metrics table must list each one.
 pub const ALL: &[&str] = &[
@@ -84,6 +92,14 @@ pub const ALL: &[&str] = &[
     JOURNAL_PENDING,
     JOURNAL_ROWS,
     JOURNAL_TORN,
+    REPLICA_WRITE_SECONDS,
+    REPLICA_WRITES,
+    LEASE_FAILURES,
+    LEASES_LOST,
+    FAILOVERS,
+    REDIRECTS,
+    HANDOVERS,
+    CONTROL_MESSAGES,
 ];
 
 /// Registers help texts with whatever recorder is installed.
@@ -182,6 +198,36 @@ pub fn describe() {
     describe_counter!(
         JOURNAL_TORN,
         "Torn or corrupt journal tails skipped at start-up"
+    );
+    describe_histogram!(
+        REPLICA_WRITE_SECONDS,
+        Unit::Seconds,
+        "Redis round trip of one replica write (stream append, snapshot or lease renewal)"
+    );
+    describe_counter!(
+        REPLICA_WRITES,
+        "Replica writes by kind (append, snapshot, renew) and outcome (ok, error, not_owner)"
+    );
+    describe_counter!(
+        LEASE_FAILURES,
+        "Match lease renewals or replica writes that failed (Redis unreachable or slow)"
+    );
+    describe_counter!(
+        LEASES_LOST,
+        "Matches stopped here because another node holds their lease"
+    );
+    describe_counter!(
+        FAILOVERS,
+        "Matches rebuilt here from their Redis snapshot and stream, by outcome"
+    );
+    describe_counter!(REDIRECTS, "redirect frames sent, by reason (owner, handover)");
+    describe_counter!(
+        HANDOVERS,
+        "Matches snapshotted and released to a peer while draining"
+    );
+    describe_counter!(
+        CONTROL_MESSAGES,
+        "Cross-node control messages, by kind and direction (sent, applied)"
     );
 }
 

@@ -19,9 +19,10 @@ use actix::prelude::*;
 use dashmap::DashMap;
 
 use crate::config::EngineConfig;
-use crate::match_session::{MatchSession, MatchSpec};
+use crate::match_session::{rebuild, Handover, MatchSession, MatchSpec, RebuildError};
 use crate::metrics as m;
 use crate::protocol::MatchId;
+use crate::replica::{Replica, Stored};
 use crate::rules::Catalog;
 use crate::validation_cache::{CacheStats, GetCacheStats, ValidationCache};
 use crate::writer::Persist;
@@ -89,6 +90,30 @@ pub struct QuickJoin {
     pub exclude: Vec<MatchId>,
 }
 
+/// Rebuild a match from its Redis copy (failover or handover), unless it
+/// runs here already.
+#[derive(Message)]
+#[rtype(result = "Result<MatchEntry, RestoreError>")]
+pub struct RestoreMatch {
+    pub stored: Stored,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Rebuild(#[from] RebuildError),
+}
+
+/// Hand every live match to a peer (drain): each writes a last snapshot,
+/// releases its lease and redirects its members to `url`.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct HandoverAll {
+    pub url: String,
+}
+
 /// A match actor stopped; sent from its `stopped()`.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -116,6 +141,7 @@ pub struct Registry {
     caches: Vec<Addr<ValidationCache>>,
     next_arbiter: usize,
     persist: Option<Recipient<Persist>>,
+    replica: Option<Replica>,
 }
 
 impl Registry {
@@ -128,7 +154,14 @@ impl Registry {
             caches: Vec::new(),
             next_arbiter: 0,
             persist: None,
+            replica: None,
         }
+    }
+
+    /// Every match this registry creates or restores keeps a copy in Redis.
+    pub fn with_replica(mut self, replica: Option<Replica>) -> Self {
+        self.replica = replica;
+        self
     }
 
     /// Every match this registry creates hands its history to `writer`.
@@ -156,6 +189,23 @@ impl Registry {
                 break id;
             }
         };
+        let entry = self.spawn(ctx, id, ruleset, random_u64(), SystemTime::now(), None);
+        metrics::counter!(m::MATCHES_CREATED, "ruleset" => entry.info.ruleset).increment(1);
+        log::info!(match_id = id, ruleset = entry.info.ruleset, arbiter = entry.info.arbiter; "match created");
+        Ok(entry)
+    }
+
+    /// Starts a match actor (new, or `rebuilt` from Redis) on the next
+    /// arbiter and lists it in the directory.
+    fn spawn(
+        &mut self,
+        ctx: &mut Context<Self>,
+        id: MatchId,
+        ruleset: Arc<dyn crate::rules::Ruleset>,
+        seed: u64,
+        created_at: SystemTime,
+        rebuilt: Option<crate::match_session::Rebuilt>,
+    ) -> MatchEntry {
         let arbiter = self.next_arbiter % self.arbiters.len().max(1);
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
         let info = Arc::new(MatchInfo {
@@ -164,31 +214,32 @@ impl Registry {
             max_seats: ruleset.max_seats(),
             occupied: AtomicU8::new(0),
             connected: AtomicU8::new(0),
-            joinable: AtomicBool::new(true),
-            created_at: SystemTime::now(),
+            joinable: AtomicBool::new(rebuilt.is_none()),
+            created_at,
             arbiter,
         });
         let spec = MatchSpec {
             id,
             ruleset,
-            seed: random_u64(),
+            seed,
             info: info.clone(),
             cfg: self.cfg.clone(),
             registry: ctx.address().recipient(),
             persist: self.persist.clone(),
+            replica: self.replica.clone(),
+        };
+        let make = move || match rebuilt {
+            Some(rebuilt) => MatchSession::restored(spec, rebuilt),
+            None => MatchSession::new(spec),
         };
         let addr = match self.arbiters.get(arbiter) {
-            Some(arb) => {
-                MatchSession::start_in_arbiter(&arb.handle(), move |_| MatchSession::new(spec))
-            }
-            None => MatchSession::new(spec).start(),
+            Some(arb) => MatchSession::start_in_arbiter(&arb.handle(), move |_| make()),
+            None => make().start(),
         };
         let entry = MatchEntry { addr, info };
         self.directory.insert(id, entry.clone());
-        metrics::counter!(m::MATCHES_CREATED, "ruleset" => entry.info.ruleset).increment(1);
         self.publish_counts();
-        log::info!(match_id = id, ruleset = entry.info.ruleset, arbiter = arbiter; "match created");
-        Ok(entry)
+        entry
     }
 
     fn publish_counts(&self) {
@@ -291,6 +342,54 @@ impl Handler<QuickJoin> for Registry {
             Some(entry) => Ok(entry),
             None => self.create(&msg.ruleset, ctx),
         }
+    }
+}
+
+impl Handler<RestoreMatch> for Registry {
+    type Result = Result<MatchEntry, RestoreError>;
+
+    fn handle(&mut self, msg: RestoreMatch, ctx: &mut Self::Context) -> Self::Result {
+        let snap = &msg.stored.snapshot;
+        let id = snap.match_id;
+        if let Some(entry) = self.directory.get(&id).map(|e| e.value().clone()) {
+            return Ok(entry); // restored already, by an earlier request
+        }
+        let ruleset = self
+            .catalog
+            .get(&snap.ruleset)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownRuleset(snap.ruleset.clone()))?;
+        if self.directory.len() >= self.cfg.max_matches {
+            return Err(EngineError::TooManyMatches(self.cfg.max_matches).into());
+        }
+        let rebuilt = match rebuild(&*ruleset, msg.stored, self.cfg.ring_buffer) {
+            Ok(r) => r,
+            Err(e) => {
+                metrics::counter!(m::FAILOVERS, "outcome" => "failed").increment(1);
+                log::error!(match_id = id; "cannot rebuild the match from redis: {e}");
+                return Err(e.into());
+            }
+        };
+        let created_at = SystemTime::UNIX_EPOCH + Duration::from_millis(rebuilt.created_at_ms);
+        let seed = rebuilt.seed;
+        let entry = self.spawn(ctx, id, ruleset, seed, created_at, Some(rebuilt));
+        metrics::counter!(m::FAILOVERS, "outcome" => "restored").increment(1);
+        Ok(entry)
+    }
+}
+
+impl Handler<HandoverAll> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, msg: HandoverAll, _: &mut Self::Context) -> usize {
+        let mut n = 0;
+        for e in self.directory.iter() {
+            e.addr.do_send(Handover {
+                url: msg.url.clone(),
+            });
+            n += 1;
+        }
+        n
     }
 }
 

@@ -107,6 +107,14 @@ pub enum ServerMsg {
     /// The node is draining (a deploy): the match under way goes on, but
     /// the next one should be joined elsewhere, after `retry_after_ms`.
     Draining { retry_after_ms: u64 },
+    /// `match_id` lives on another node: reconnect to `url` (with the same
+    /// session token) and `resume` there.
+    Redirect {
+        match_id: MatchId,
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node_id: Option<String>,
+    },
 }
 
 /// Actions of every shipped ruleset. A ruleset rejects kinds it does not

@@ -66,6 +66,35 @@ pub trait Ruleset: Send + Sync + 'static {
     fn tick_ms(&self) -> Option<u64>;
     /// A new game, deterministic for a given seed.
     fn new_game(&self, seed: u64) -> Box<dyn Game>;
+    /// The game [`Game::snapshot`] wrote, or `None` if `bytes` is not one
+    /// (or this ruleset keeps no snapshots). Used by failover.
+    fn restore(&self, bytes: &[u8]) -> Option<Box<dyn Game>> {
+        let _ = bytes;
+        None
+    }
+}
+
+/// Largest snapshot a ruleset may decode: the decoder never allocates more.
+pub const SNAPSHOT_LIMIT: usize = 1 << 20;
+
+/// The bincode configuration of ruleset snapshots, with a bounded decoder.
+pub fn snapshot_config(
+) -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Varint, bincode::config::Limit<SNAPSHOT_LIMIT>>
+{
+    bincode::config::standard().with_limit::<SNAPSHOT_LIMIT>()
+}
+
+/// Encodes a snapshot with [`snapshot_config`].
+pub fn encode_snapshot<T: bincode::Encode>(state: &T) -> Option<Vec<u8>> {
+    bincode::encode_to_vec(state, snapshot_config()).ok()
+}
+
+/// Decodes a snapshot with [`snapshot_config`]; trailing bytes are refused.
+pub fn decode_snapshot<T: bincode::Decode<()>>(bytes: &[u8]) -> Option<T> {
+    match bincode::decode_from_slice(bytes, snapshot_config()) {
+        Ok((v, used)) if used == bytes.len() => Some(v),
+        _ => None,
+    }
 }
 
 /// The state of one game. Methods must not panic on any input; the match
@@ -77,7 +106,8 @@ pub trait Game: Send {
     fn seat_left(&mut self, seat: Seat) -> Outcome;
     /// Whether a new player may take a seat now (e.g. not after a game started).
     fn accepts_players(&self) -> bool;
-    /// Validates and applies one action of `seat`.
+    /// Validates and applies one action of `seat`. A rejected action must
+    /// leave the state unchanged (failover replays accepted actions only).
     fn apply(&mut self, seat: Seat, action: &Action) -> Result<Outcome, Rejection>;
     /// One tick of the ruleset's clock.
     fn tick(&mut self) -> Outcome;
@@ -116,6 +146,12 @@ pub trait Game: Send {
     /// The state as `seat` sees it (`None`: a neutral view). `seats` is the
     /// engine's membership list, included in the view.
     fn view(&self, seat: Option<Seat>, seats: Vec<SeatView>) -> State;
+    /// The whole state, for failover, restored by [`Ruleset::restore`];
+    /// `None` (the default) when the game cannot be snapshotted, and then
+    /// its matches are not replicated.
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// The rulesets a node can run, by name. Cheap to clone (every connection

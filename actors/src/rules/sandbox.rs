@@ -2,7 +2,12 @@
 //! No end condition: the engine ends the match once it has been empty for a while.
 //! This is the fan-out workload of the benchmarks.
 
-use super::{unknown_action, unknown_query, Game, Outcome, Rejection, Ruleset};
+use bincode::{Decode, Encode};
+
+use super::{
+    decode_snapshot, encode_snapshot, unknown_action, unknown_query, Game, Outcome, Rejection,
+    Ruleset,
+};
 use crate::protocol::{Action, Event, Query, Reply, Seat, SeatView, State};
 
 pub const WIDTH: i32 = 5;
@@ -28,9 +33,14 @@ impl Ruleset for Sandbox {
     fn new_game(&self, _seed: u64) -> Box<dyn Game> {
         Box::new(SandboxGame::default())
     }
+
+    fn restore(&self, bytes: &[u8]) -> Option<Box<dyn Game>> {
+        let game: SandboxGame = decode_snapshot(bytes)?;
+        Some(Box::new(game))
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct SandboxGame {
     cells: [u32; (WIDTH * HEIGHT) as usize],
     version: u64,
@@ -102,6 +112,10 @@ impl Game for SandboxGame {
         0
     }
 
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        encode_snapshot(self)
+    }
+
     fn view(&self, _seat: Option<Seat>, seats: Vec<SeatView>) -> State {
         State::Sandbox {
             width: WIDTH,
@@ -115,6 +129,17 @@ impl Game for SandboxGame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshots_round_trip() {
+        let mut g = SandboxGame::default();
+        g.apply(0, &Action::Mark { x: 1, y: 2 }).expect("marked");
+        let bytes = g.snapshot().expect("sandbox snapshots");
+        let restored = Sandbox.restore(&bytes).expect("restores");
+        assert_eq!(restored.snapshot(), Some(bytes.clone()));
+        assert_eq!(restored.view(None, Vec::new()), g.view(None, Vec::new()));
+        assert!(Sandbox.restore(&bytes[1..]).is_none());
+    }
 
     fn check(game: &mut SandboxGame, action: Action, expected: Result<Event, &str>) {
         let got = game.apply(0, &action);

@@ -1,0 +1,489 @@
+//! `Replica`: a live match's copy in Redis, so that it survives the death of
+//! its node (issue #5).
+//!
+//! Per match, under the node's key prefix:
+//! - `match:{id}:owner` is the lease: the owning node's id, with a TTL the
+//!   owner renews. It is taken with set-if-absent and released with a
+//!   compare-and-delete script.
+//! - `match:{id}:snap` is a bincode [`MatchSnapshot`]: the game state, the
+//!   members and the `seq`, written every snapshot interval.
+//! - `match:{id}:log` is a Redis stream of [`Batch`]es: what changed the
+//!   match since the snapshot before last (inputs to replay, events to
+//!   resend). Entry ids are `{batch}-1`, numbered by the match, so a stale
+//!   owner's append fails: Redis refuses ids that do not grow.
+//!
+//! Every write goes through one Lua script that first checks the lease, so
+//! a node that lost its lease can never write. The match sends a batch's
+//! frames to clients only after Redis acknowledged the batch: any event a
+//! client has seen is in Redis (the guarantee in the README).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bincode::{Decode, Encode};
+use bytes::Bytes;
+use fred::prelude::{Client, KeysInterface};
+use fred::types::scripts::Script;
+use fred::types::Value;
+use metrics::{Counter, Histogram};
+
+use crate::metrics as m;
+use crate::protocol::{Action, Event, MatchId, PlayerId, Seat};
+use crate::rules::{decode_snapshot, encode_snapshot};
+
+/// Settings of match replication.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// Prefix of every key.
+    pub prefix: String,
+    /// This node's id: the value of the leases it holds.
+    pub node_id: String,
+    /// Lifetime of a match lease; renewed every third of it.
+    pub lease_ttl_ms: u64,
+    /// How often a changed match writes a full snapshot.
+    pub snapshot_ms: u64,
+}
+
+/// Something that changed a match, in the order it happened; failover
+/// replays these on the last snapshot (rulesets are deterministic).
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub enum Input {
+    /// A player took a free seat.
+    SeatJoined { seat: Seat, player_id: PlayerId },
+    /// A seat was given up for good.
+    SeatLeft { seat: Seat },
+    /// An accepted action.
+    Apply { seat: Seat, action: Action },
+    /// One tick of the ruleset's clock.
+    Tick,
+}
+
+/// One event as numbered and broadcast.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct Recorded {
+    pub seq: u64,
+    pub seat: Option<Seat>,
+    pub event: Event,
+}
+
+/// One stream entry: what a match did between two Redis writes.
+#[derive(Debug, Clone, Default, PartialEq, Encode, Decode)]
+pub struct Batch {
+    pub inputs: Vec<Input>,
+    pub events: Vec<Recorded>,
+    /// The match ended in this batch.
+    pub ended: bool,
+}
+
+/// The whole match at one point: restored, then the later batches replayed.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct MatchSnapshot {
+    pub match_id: MatchId,
+    pub ruleset: String,
+    /// The last event's `seq`.
+    pub seq: u64,
+    /// The last batch included.
+    pub batch: u64,
+    pub seed: u64,
+    pub created_at_ms: u64,
+    /// The player in each seat.
+    pub players: Vec<Option<PlayerId>>,
+    /// [`crate::rules::Game::snapshot`].
+    pub game: Vec<u8>,
+}
+
+/// What a match's Redis copy holds, as read by a node taking it over.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub snapshot: MatchSnapshot,
+    /// Every batch still in the stream, in order, with its number; those
+    /// up to `snapshot.batch` are older and only refill the ring buffer.
+    pub batches: Vec<(u64, Batch)>,
+}
+
+/// One write of a match: any of a batch, a snapshot, and always a lease renewal.
+#[derive(Debug, Default)]
+pub struct Write {
+    pub batch: Option<(u64, Vec<u8>)>,
+    /// A snapshot and the batch number it includes.
+    pub snapshot: Option<(u64, Vec<u8>)>,
+    /// Stream entries below this batch number are removed.
+    pub trim_below: Option<u64>,
+    /// The match's latest batch number (guards a lease retaken after expiry).
+    pub latest_batch: u64,
+}
+
+impl Write {
+    pub fn kind(&self) -> &'static str {
+        match (&self.batch, &self.snapshot) {
+            (_, Some(_)) => "snapshot",
+            (Some(_), None) => "append",
+            (None, None) => "renew",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicaError {
+    /// Another node holds the lease (or took the match over meanwhile).
+    #[error("match owned by another node ({0})")]
+    NotOwner(String),
+    #[error("redis: {0}")]
+    Redis(String),
+    #[error("the stored match is unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl ReplicaError {
+    fn from_redis(e: fred::error::Error) -> Self {
+        let text = e.to_string();
+        if let Some(i) = text.find("NOTOWNER") {
+            let owner = text[i + "NOTOWNER".len()..].trim().to_string();
+            return ReplicaError::NotOwner(owner);
+        }
+        if text.contains("equal or smaller") {
+            return ReplicaError::NotOwner("a newer writer".into());
+        }
+        ReplicaError::Redis(text)
+    }
+}
+
+/// Who holds a match, as seen by [`Replica::claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This node holds the lease now: restore the match.
+    Ours,
+    /// Another node does.
+    Theirs(String),
+    /// Redis has no copy of this match.
+    Unknown,
+}
+
+/// Writes, checks the lease first. KEYS: owner, log, snap. ARGV: node id,
+/// ttl ms, batch id or "", batch bytes, snapshot bytes or "", trim min id
+/// or "", latest batch number.
+const WRITE_LUA: &str = r#"
+local owner = redis.call('GET', KEYS[1])
+if owner ~= ARGV[1] then
+  if owner or ARGV[5] == '' then
+    return redis.error_reply('NOTOWNER ' .. tostring(owner))
+  end
+  local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+  if #last > 0 and tonumber(string.match(last[1][1], '^(%d+)')) > tonumber(ARGV[7]) then
+    return redis.error_reply('NOTOWNER a newer writer')
+  end
+end
+if ARGV[3] ~= '' then redis.call('XADD', KEYS[2], ARGV[3], 'b', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5]) end
+if ARGV[6] ~= '' then redis.call('XTRIM', KEYS[2], 'MINID', ARGV[6]) end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
+/// Takes the lease of a match that has a copy and no live owner. KEYS:
+/// owner, snap. ARGV: node id, ttl ms. Returns the owner, or nil.
+const CLAIM_LUA: &str = r#"
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then return owner end
+if redis.call('EXISTS', KEYS[2]) == 0 then return false end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+"#;
+
+/// Compare-and-delete of the lease. KEYS: owner. ARGV: node id.
+const RELEASE_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+/// An ended match: its copy goes, if this node owns it. KEYS: owner, snap,
+/// log. ARGV: node id.
+const FORGET_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) end
+return 0
+"#;
+
+/// The snapshot and every stream entry, flattened: snap, id, bytes, id, bytes...
+const LOAD_LUA: &str = r#"
+local out = {redis.call('GET', KEYS[1])}
+for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do
+  table.insert(out, e[1])
+  table.insert(out, e[2][2])
+end
+return out
+"#;
+
+struct Scripts {
+    write: Script,
+    claim: Script,
+    release: Script,
+    forget: Script,
+    load: Script,
+}
+
+/// The handle every match of a replicated node holds; cheap to clone.
+#[derive(Clone)]
+pub struct Replica {
+    client: Client,
+    cfg: Arc<ReplicaConfig>,
+    scripts: Arc<Scripts>,
+    write_seconds: Histogram,
+    lease_failures: Counter,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica").field("cfg", &self.cfg).finish()
+    }
+}
+
+impl Replica {
+    /// `client` is the node's Redis client (connected by `Affinity`).
+    pub fn new(client: Client, cfg: ReplicaConfig) -> Self {
+        Self {
+            client,
+            cfg: Arc::new(cfg),
+            scripts: Arc::new(Scripts {
+                write: Script::from_lua(WRITE_LUA),
+                claim: Script::from_lua(CLAIM_LUA),
+                release: Script::from_lua(RELEASE_LUA),
+                forget: Script::from_lua(FORGET_LUA),
+                load: Script::from_lua(LOAD_LUA),
+            }),
+            write_seconds: metrics::histogram!(m::REPLICA_WRITE_SECONDS),
+            lease_failures: metrics::counter!(m::LEASE_FAILURES),
+        }
+    }
+
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.cfg
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.cfg.node_id
+    }
+
+    fn key(&self, id: MatchId, what: &str) -> String {
+        format!("{}match:{id}:{what}", self.cfg.prefix)
+    }
+
+    /// Performs one write of match `id`; fails with `NotOwner` when another
+    /// node holds its lease.
+    pub async fn write(&self, id: MatchId, w: Write) -> Result<(), ReplicaError> {
+        let kind = w.kind();
+        let started = Instant::now();
+        let empty = || Value::Bytes(Bytes::new());
+        let (batch_id, batch) = match w.batch {
+            Some((n, bytes)) => (format!("{n}-1"), Value::Bytes(bytes.into())),
+            None => (String::new(), empty()),
+        };
+        let snapshot = match w.snapshot {
+            Some((_, bytes)) => Value::Bytes(bytes.into()),
+            None => empty(),
+        };
+        let trim = w.trim_below.map(|n| format!("{n}-0")).unwrap_or_default();
+        let keys = vec![
+            self.key(id, "owner"),
+            self.key(id, "log"),
+            self.key(id, "snap"),
+        ];
+        let args: Vec<Value> = vec![
+            self.cfg.node_id.as_str().into(),
+            (self.cfg.lease_ttl_ms as i64).into(),
+            batch_id.into(),
+            batch,
+            snapshot,
+            trim.into(),
+            (w.latest_batch as i64).into(),
+        ];
+        let res: Result<i64, _> = self
+            .scripts
+            .write
+            .evalsha_with_reload(&self.client, keys, args)
+            .await;
+        self.write_seconds.record(started.elapsed().as_secs_f64());
+        let res = res.map(drop).map_err(ReplicaError::from_redis);
+        let outcome = match &res {
+            Ok(()) => "ok",
+            Err(ReplicaError::NotOwner(_)) => "not_owner",
+            Err(_) => {
+                self.lease_failures.increment(1);
+                "error"
+            }
+        };
+        metrics::counter!(m::REPLICA_WRITES, "kind" => kind, "outcome" => outcome).increment(1);
+        res
+    }
+
+    /// Takes the lease of match `id` if it has a copy and no other owner.
+    pub async fn claim(&self, id: MatchId) -> Result<Claim, ReplicaError> {
+        let keys = vec![self.key(id, "owner"), self.key(id, "snap")];
+        let args: Vec<Value> = vec![
+            self.cfg.node_id.as_str().into(),
+            (self.cfg.lease_ttl_ms as i64).into(),
+        ];
+        let owner: Option<String> = self
+            .scripts
+            .claim
+            .evalsha_with_reload(&self.client, keys, args)
+            .await
+            .map_err(ReplicaError::from_redis)?;
+        Ok(match owner {
+            None => Claim::Unknown,
+            Some(o) if o == self.cfg.node_id => Claim::Ours,
+            Some(o) => Claim::Theirs(o),
+        })
+    }
+
+    /// The node holding match `id`'s lease, if any.
+    pub async fn owner(&self, id: MatchId) -> Result<Option<String>, ReplicaError> {
+        self.client
+            .get(self.key(id, "owner"))
+            .await
+            .map_err(ReplicaError::from_redis)
+    }
+
+    /// The WebSocket URL node `node_id` registered, if it is registered.
+    pub async fn node_url(&self, node_id: &str) -> Result<Option<String>, ReplicaError> {
+        let raw: Option<String> = self
+            .client
+            .get(format!("{}node:{node_id}", self.cfg.prefix))
+            .await
+            .map_err(ReplicaError::from_redis)?;
+        Ok(raw
+            .and_then(|v| serde_json::from_str::<crate::affinity::NodeInfo>(&v).ok())
+            .map(|n| n.url))
+    }
+
+    /// Gives the lease of match `id` up, if this node holds it.
+    pub async fn release(&self, id: MatchId) -> Result<(), ReplicaError> {
+        let keys = vec![self.key(id, "owner")];
+        let args: Vec<Value> = vec![self.cfg.node_id.as_str().into()];
+        let _: i64 = self
+            .scripts
+            .release
+            .evalsha_with_reload(&self.client, keys, args)
+            .await
+            .map_err(ReplicaError::from_redis)?;
+        Ok(())
+    }
+
+    /// Removes the copy of an ended match, if this node owns it.
+    pub async fn forget(&self, id: MatchId) -> Result<(), ReplicaError> {
+        let keys = vec![
+            self.key(id, "owner"),
+            self.key(id, "snap"),
+            self.key(id, "log"),
+        ];
+        let args: Vec<Value> = vec![self.cfg.node_id.as_str().into()];
+        let _: i64 = self
+            .scripts
+            .forget
+            .evalsha_with_reload(&self.client, keys, args)
+            .await
+            .map_err(ReplicaError::from_redis)?;
+        Ok(())
+    }
+
+    /// Reads the snapshot and stream of match `id`; `None` if there is no snapshot.
+    pub async fn load(&self, id: MatchId) -> Result<Option<Stored>, ReplicaError> {
+        let keys = vec![self.key(id, "snap"), self.key(id, "log")];
+        let values: Vec<Value> = self
+            .scripts
+            .load
+            .evalsha_with_reload(&self.client, keys, Vec::<Value>::new())
+            .await
+            .map_err(ReplicaError::from_redis)?;
+        decode_stored(&values)
+    }
+}
+
+/// Parses what `LOAD_LUA` returned.
+fn decode_stored(values: &[Value]) -> Result<Option<Stored>, ReplicaError> {
+    let corrupt = |what: &str| ReplicaError::Corrupt(what.to_string());
+    let Some(first) = values.first() else {
+        return Ok(None);
+    };
+    let Some(snap_bytes) = first.as_bytes() else {
+        return Ok(None);
+    };
+    let snapshot: MatchSnapshot = decode_snapshot(snap_bytes).ok_or_else(|| corrupt("snapshot"))?;
+    let mut batches = Vec::new();
+    for pair in values[1..].chunks(2) {
+        let [id, bytes] = pair else {
+            return Err(corrupt("stream entry"));
+        };
+        let id = id.as_str().ok_or_else(|| corrupt("stream id"))?;
+        let n: u64 = id
+            .split('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| corrupt("stream id"))?;
+        let batch: Batch = bytes
+            .as_bytes()
+            .and_then(decode_snapshot)
+            .ok_or_else(|| corrupt("stream entry"))?;
+        batches.push((n, batch));
+    }
+    Ok(Some(Stored { snapshot, batches }))
+}
+
+/// Encodes a batch or snapshot for Redis (bincode, bounded decoder).
+pub fn encode<T: Encode>(value: &T) -> Option<Vec<u8>> {
+    encode_snapshot(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_and_snapshots_round_trip() {
+        let batch = Batch {
+            inputs: vec![
+                Input::SeatJoined {
+                    seat: 0,
+                    player_id: 7,
+                },
+                Input::Apply {
+                    seat: 0,
+                    action: Action::Mark { x: 1, y: 1 },
+                },
+                Input::Tick,
+            ],
+            events: vec![Recorded {
+                seq: 3,
+                seat: Some(0),
+                event: Event::Marked {
+                    x: 1,
+                    y: 1,
+                    count: 1,
+                },
+            }],
+            ended: false,
+        };
+        let bytes = encode(&batch).expect("encodes");
+        assert_eq!(decode_snapshot::<Batch>(&bytes), Some(batch));
+        let snap = MatchSnapshot {
+            match_id: 9,
+            ruleset: "sandbox".into(),
+            seq: 3,
+            batch: 1,
+            seed: 5,
+            created_at_ms: 1,
+            players: vec![Some(7), None],
+            game: vec![1, 2, 3],
+        };
+        let bytes = encode(&snap).expect("encodes");
+        let values = vec![
+            Value::Bytes(bytes.into()),
+            Value::String("2-1".into()),
+            Value::Bytes(encode(&Batch::default()).expect("encodes").into()),
+        ];
+        let stored = decode_stored(&values).expect("decodes").expect("present");
+        assert_eq!(stored.snapshot, snap);
+        assert_eq!(stored.batches, vec![(2, Batch::default())]);
+        assert_eq!(decode_stored(&[Value::Null]).expect("decodes").map(|_| ()), None);
+        assert!(decode_stored(&[Value::Bytes(Bytes::from_static(b"junk"))]).is_err());
+    }
+}
