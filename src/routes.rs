@@ -277,7 +277,12 @@ pub struct MatchSummary {
     pub max_seats: u8,
     pub connected: u8,
     pub joinable: bool,
+    /// The node that runs the match (a live match), or ran it.
     pub node_id: String,
+    /// A live match: the WebSocket URL of its node, where clients join or
+    /// resume it (other nodes answer those with `redirect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     pub created_at_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at_ms: Option<u64>,
@@ -296,7 +301,7 @@ pub struct PlayerInMatch {
     pub outcome: Option<String>,
 }
 
-fn summary(e: &MatchEntry, node_id: &str) -> MatchSummary {
+fn summary(e: &MatchEntry, node_id: &str, url: &str) -> MatchSummary {
     use std::sync::atomic::Ordering::Relaxed;
     let i = &e.info;
     MatchSummary {
@@ -308,6 +313,7 @@ fn summary(e: &MatchEntry, node_id: &str) -> MatchSummary {
         connected: i.connected.load(Relaxed),
         joinable: i.joinable.load(Relaxed),
         node_id: node_id.to_string(),
+        url: Some(url.to_string()),
         created_at_ms: i
             .created_at
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -329,6 +335,7 @@ fn stored_summary(m: StoredMatch, engine: &Engine) -> MatchSummary {
         connected: 0,
         joinable: false,
         node_id: m.node_id,
+        url: None,
         created_at_ms: m.created_at_ms,
         ended_at_ms: m.ended_at_ms,
         result: m.result,
@@ -356,7 +363,7 @@ async fn list_matches(state: web::Data<AppState>) -> HttpResponse {
         .engine
         .list()
         .iter()
-        .map(|e| summary(e, node))
+        .map(|e| summary(e, node, &state.advertise_url))
         .collect();
     HttpResponse::Ok().json(MatchList { matches })
 }
@@ -377,7 +384,11 @@ async fn get_match(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_match_id(path.into_inner())?;
     if let Some(entry) = state.engine.lookup(id) {
-        return Ok(HttpResponse::Ok().json(summary(&entry, &state.engine.cfg.node_id)));
+        let (node, url) = (&state.engine.cfg.node_id, &state.advertise_url);
+        return Ok(HttpResponse::Ok().json(summary(&entry, node, url)));
+    }
+    if let Some(remote) = remote_summary(&state, id).await? {
+        return Ok(HttpResponse::Ok().json(remote));
     }
     let Some(store) = reads.0.as_ref() else {
         return Err(ApiError::MatchNotFound(id));
@@ -387,6 +398,44 @@ async fn get_match(
         .await?
         .ok_or(ApiError::MatchNotFound(id))?;
     Ok(HttpResponse::Ok().json(stored_summary(stored, &state.engine)))
+}
+
+/// A live match another node owns, from its lease and snapshot in Redis.
+async fn remote_summary(state: &AppState, id: u64) -> Result<Option<MatchSummary>, ApiError> {
+    let Some(replica) = &state.engine.replica else {
+        return Ok(None);
+    };
+    let redis = |e: matchd_actors::replica::ReplicaError| {
+        ApiError::Redis(AffinityError::Redis(e.to_string()))
+    };
+    let Some(owner) = replica.owner(id).await.map_err(redis)? else {
+        return Ok(None);
+    };
+    let Some(stored) = replica.load(id).await.map_err(redis)? else {
+        return Ok(None);
+    };
+    let url = replica.node_url(&owner).await.map_err(redis)?;
+    let snap = stored.snapshot;
+    let max_seats = state
+        .engine
+        .catalog
+        .get(&snap.ruleset)
+        .map_or(0, |r| r.max_seats());
+    Ok(Some(MatchSummary {
+        match_id: id,
+        seats_taken: snap.players.iter().flatten().count() as u8,
+        max_seats,
+        ruleset: snap.ruleset,
+        status: "live".into(),
+        connected: 0,
+        joinable: false,
+        node_id: owner,
+        url,
+        created_at_ms: snap.created_at_ms,
+        ended_at_ms: None,
+        result: None,
+        players: None,
+    }))
 }
 
 #[derive(Deserialize)]

@@ -7,7 +7,8 @@ use actix::{Addr, Arbiter};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use matchd_actors::affinity::{redis_client, Affinity, AffinityConfig, Deregister};
+use matchd_actors::affinity::{redis_client, Affinity, AffinityConfig, Deregister, GetNodes};
+use matchd_actors::registry::HandoverAll;
 use matchd_actors::replica::{Replica, ReplicaConfig};
 use matchd_actors::store::Store;
 use matchd_actors::writer::{PersistenceWriter, SpillWriter};
@@ -170,6 +171,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let (engine, drain_timeout) = (self.engine.clone(), self.drain_timeout);
+        let affinity = self._affinity.as_ref().map(|(addr, _)| addr.clone());
         actix_web::rt::spawn(async move {
             // SIGINT/SIGTERM, or `POST /admin/drain`, starts a drain.
             let signal = shutdown_signal();
@@ -188,6 +190,7 @@ impl Application {
                     }
                 }
             }
+            hand_over(&engine, affinity.as_ref()).await;
             drain(&engine, drain_timeout).await;
             handle.stop(true).await;
         });
@@ -215,6 +218,51 @@ impl Application {
 /// SIGINT (Ctrl-C) or SIGTERM.
 /// How often the drain watcher looks at the node.
 const DRAIN_POLL: Duration = Duration::from_millis(200);
+
+/// With Redis and a live peer: every match writes a last snapshot, releases
+/// its lease and sends its members `redirect` to the least loaded peer,
+/// which rebuilds it when they resume there. Without a peer the matches
+/// play on here until they empty (see [`drain`]).
+async fn hand_over(engine: &Engine, affinity: Option<&Addr<Affinity>>) {
+    let (Some(affinity), Some(replica)) = (affinity, engine.replica.as_ref()) else {
+        return;
+    };
+    let nodes = match affinity
+        .send(GetNodes)
+        .timeout(Duration::from_secs(2))
+        .await
+    {
+        Ok(Ok(nodes)) => nodes,
+        Ok(Err(e)) => {
+            log::warn!("drain: cannot list peer nodes ({e}); matches play on here");
+            return;
+        }
+        Err(e) => {
+            log::warn!("drain: cannot list peer nodes ({e}); matches play on here");
+            return;
+        }
+    };
+    let peer = nodes
+        .into_iter()
+        .filter(|n| n.node_id != replica.node_id())
+        .min_by_key(|n| n.matches);
+    let Some(peer) = peer else {
+        log::info!("drain: no peer node; matches play on here until they empty");
+        return;
+    };
+    let url = peer.url;
+    match engine
+        .registry
+        .send(HandoverAll { url: url.clone() })
+        .timeout(Duration::from_secs(2))
+        .await
+    {
+        Ok(n) => {
+            log::info!(matches = n, peer = peer.node_id.as_str(), url = url.as_str(); "drain: handing matches over")
+        }
+        Err(e) => log::warn!("drain: registry did not answer ({e}); matches play on here"),
+    }
+}
 
 /// Waits until no match has a connected player, or `timeout`. Connections
 /// hear `draining` from their own heartbeat; `/ready` already fails.

@@ -134,17 +134,15 @@ impl Affinity {
         load: LoadFn,
     ) -> Result<(Addr<Affinity>, Arbiter), AffinityError> {
         let arbiter = Arbiter::new();
-        let addr = Affinity::start_in_arbiter(&arbiter.handle(), move |_| {
-            Affinity {
-                cfg,
-                client,
-                load,
-                registered: false,
-                last_error: None,
-                up: metrics::gauge!(m::REDIS_UP),
-                errors: metrics::counter!(m::REDIS_ERRORS),
-                latency: metrics::histogram!(m::REDIS_SECONDS),
-            }
+        let addr = Affinity::start_in_arbiter(&arbiter.handle(), move |_| Affinity {
+            cfg,
+            client,
+            load,
+            registered: false,
+            last_error: None,
+            up: metrics::gauge!(m::REDIS_UP),
+            errors: metrics::counter!(m::REDIS_ERRORS),
+            latency: metrics::histogram!(m::REDIS_SECONDS),
         });
         Ok((addr, arbiter))
     }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::config::EngineConfig;
-use crate::protocol::MatchId;
 use crate::match_session::RebuildError;
+use crate::protocol::MatchId;
 use crate::registry::{
     CreateMatch, Directory, EngineError, GetStats, MatchEntry, QuickJoin, Registry, RegistryStats,
     RestoreError, RestoreMatch,
@@ -38,7 +38,10 @@ pub struct Engine {
 pub enum Located {
     Here(MatchEntry),
     /// Another node owns it: the client should go to `url`.
-    Elsewhere { node_id: String, url: String },
+    Elsewhere {
+        node_id: String,
+        url: String,
+    },
 }
 
 /// Why [`Engine::locate`] found no match to join.

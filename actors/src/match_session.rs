@@ -139,7 +139,11 @@ pub struct Handover {
 
 /// A frame or control message that waits for its batch to be in Redis.
 enum Outgoing {
-    Frame { seat: Seat, conn_id: u64, frame: Out },
+    Frame {
+        seat: Seat,
+        conn_id: u64,
+        frame: Out,
+    },
     Control(Recipient<ToConn>, ToConn),
 }
 
@@ -259,9 +263,11 @@ pub fn rebuild(
                             produced += 1; // player_left
                             game.seat_left(seat)
                         }
-                        Input::Apply { seat, action } => game.apply(seat, &action).map_err(|r| {
-                            corrupt(format!("a recorded action is refused now: {}", r.code))
-                        })?,
+                        Input::Apply { seat, action } => {
+                            game.apply(seat, &action).map_err(|r| {
+                                corrupt(format!("a recorded action is refused now: {}", r.code))
+                            })?
+                        }
                         Input::Tick => game.tick(),
                     };
                     produced += outcome.events.len();
@@ -891,9 +897,10 @@ impl MatchSession {
         r.sealed = std::mem::take(&mut r.open);
         let replica = r.replica.clone();
         let fut = async move { replica.write(id, write).await };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            act.written(ctx, res, wrote_snapshot)
-        }));
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |res, act, ctx| act.written(ctx, res, wrote_snapshot)),
+        );
     }
 
     fn written(
@@ -1498,5 +1505,146 @@ impl Handler<Handover> for MatchSession {
         r.snapshot_due = true;
         r.stop_after = Some(StopAfterWrite::Handover(msg.url));
         self.commit(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Reply, State};
+    use crate::rules::tactics::Tactics;
+
+    /// Plays `inputs` on `game` the way the match does and records the
+    /// batch it would write: the engine's membership events, then the
+    /// ruleset's, numbered from `seq`.
+    fn play(game: &mut dyn Game, seq: &mut u64, inputs: Vec<Input>) -> Batch {
+        let mut events = Vec::new();
+        for input in &inputs {
+            let mut out = Vec::new();
+            let outcome = match input {
+                Input::SeatJoined { seat, player_id } => {
+                    out.push(Event::PlayerJoined {
+                        seat: *seat,
+                        player_id: *player_id,
+                    });
+                    game.seat_joined(*seat)
+                }
+                Input::SeatLeft { seat } => {
+                    out.push(Event::PlayerLeft { seat: *seat });
+                    game.seat_left(*seat)
+                }
+                Input::Apply { seat, action } => game.apply(*seat, action).expect("accepted"),
+                Input::Tick => game.tick(),
+            };
+            out.extend(outcome.events);
+            for event in out {
+                *seq += 1;
+                events.push(Recorded {
+                    seq: *seq,
+                    seat: None,
+                    event,
+                });
+            }
+        }
+        Batch {
+            inputs,
+            events,
+            ended: false,
+        }
+    }
+
+    /// Every placement `seat` can make now, first cell of each card.
+    fn placements(game: &dyn Game, seat: Seat) -> Vec<Action> {
+        let State::Tactics(view) = game.view(Some(seat), Vec::new()) else {
+            panic!("tactics");
+        };
+        view.hand
+            .iter()
+            .filter_map(
+                |c| match game.query(seat, &Query::ValidCells { card: c.card }) {
+                    Ok(Reply::Cells { cells }) => cells.first().map(|[x, y]| Action::Place {
+                        card: c.card,
+                        x: *x,
+                        y: *y,
+                    }),
+                    _ => None,
+                },
+            )
+            .collect()
+    }
+
+    #[test]
+    fn rebuild_replays_the_stream_on_the_snapshot() {
+        let ruleset = Tactics::default();
+        let mut game = ruleset.new_game(42);
+        let mut seq = 0;
+        let mut batches = Vec::new();
+        let joins = vec![
+            Input::SeatJoined {
+                seat: 0,
+                player_id: 7,
+            },
+            Input::SeatJoined {
+                seat: 1,
+                player_id: 8,
+            },
+        ];
+        batches.push((1, play(&mut *game, &mut seq, joins)));
+        // The snapshot includes batch 1; batches 2.. are replayed on it.
+        let snapshot = MatchSnapshot {
+            match_id: 1,
+            ruleset: "tactics".into(),
+            seq,
+            batch: 1,
+            seed: 42,
+            created_at_ms: 0,
+            players: vec![Some(7), Some(8)],
+            game: game.snapshot().expect("snapshots"),
+        };
+        for n in 2..6 {
+            let seat = (n % 2) as Seat;
+            let mut inputs = vec![Input::Tick, Input::Tick];
+            if let Some(action) = placements(&*game, seat).into_iter().next() {
+                inputs.push(Input::Apply { seat, action });
+            }
+            batches.push((n, play(&mut *game, &mut seq, inputs)));
+        }
+        let applied = batches.iter().flat_map(|(_, b)| &b.inputs);
+        assert!(applied.filter(|i| matches!(i, Input::Apply { .. })).count() >= 3);
+        let stored = Stored {
+            snapshot: snapshot.clone(),
+            batches: batches.clone(),
+        };
+        let rebuilt = rebuild(&ruleset, stored, 1024).expect("rebuilds");
+        assert_eq!(rebuilt.game.snapshot(), game.snapshot());
+        assert_eq!(rebuilt.seq, seq);
+        assert_eq!(rebuilt.batch_no, 5);
+        assert_eq!(rebuilt.players, vec![Some(7), Some(8)]);
+        // The ring holds every event still in the stream, older ones too.
+        let ring: Vec<u64> = rebuilt.ring.iter().map(|e| e.seq).collect();
+        assert_eq!(ring, (1..=seq).collect::<Vec<_>>());
+
+        // A lost input shows as a replay that does not match the record.
+        let mut broken = batches.clone();
+        broken[2].1.inputs.pop();
+        let stored = Stored {
+            snapshot: snapshot.clone(),
+            batches: broken,
+        };
+        assert!(matches!(
+            rebuild(&ruleset, stored, 1024),
+            Err(RebuildError::Corrupt(_))
+        ));
+        // An ended match is not brought back.
+        let mut ended = batches;
+        ended[4].1.ended = true;
+        let stored = Stored {
+            snapshot,
+            batches: ended,
+        };
+        assert_eq!(
+            rebuild(&ruleset, stored, 1024).err(),
+            Some(RebuildError::Ended)
+        );
     }
 }

@@ -220,7 +220,10 @@ pub fn describe() {
         FAILOVERS,
         "Matches rebuilt here from their Redis snapshot and stream, by outcome"
     );
-    describe_counter!(REDIRECTS, "redirect frames sent, by reason (owner, handover)");
+    describe_counter!(
+        REDIRECTS,
+        "redirect frames sent, by reason (owner, handover)"
+    );
     describe_counter!(
         HANDOVERS,
         "Matches snapshotted and released to a peer while draining"

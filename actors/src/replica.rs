@@ -483,7 +483,10 @@ mod tests {
         let stored = decode_stored(&values).expect("decodes").expect("present");
         assert_eq!(stored.snapshot, snap);
         assert_eq!(stored.batches, vec![(2, Batch::default())]);
-        assert_eq!(decode_stored(&[Value::Null]).expect("decodes").map(|_| ()), None);
+        assert_eq!(
+            decode_stored(&[Value::Null]).expect("decodes").map(|_| ()),
+            None
+        );
         assert!(decode_stored(&[Value::Bytes(Bytes::from_static(b"junk"))]).is_err());
     }
 }

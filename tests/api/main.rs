@@ -2,6 +2,7 @@
 
 mod backpressure;
 mod bad_input;
+mod cluster;
 mod doubles;
 mod drain;
 mod heartbeat;

@@ -138,6 +138,19 @@ async fn nodes_register_expire_and_survive_a_redis_outage() {
     .await;
     drop(b);
 
+    // A match in play before, during and after the outage.
+    let m0 = a.create_match("sandbox").await;
+    let mut q = a.player(Encoding::Json).await;
+    assert!(matches!(q.join(m0).await, ServerMsg::Joined { .. }));
+    let mut q_seq = mark(&mut q, 1).await;
+    let port = redis.port;
+    let owner = |id: u64| redis_get(port, &format!("{prefix}match:{id}:owner"));
+    assert_eq!(
+        owner(m0).as_deref(),
+        Some("node-a"),
+        "the match holds its lease"
+    );
+
     // Redis down: the node says so, refuses only the node list, and plays on.
     redis.stop();
     eventually("the outage shows in /ready", async || {
@@ -150,8 +163,21 @@ async fn nodes_register_expire_and_survive_a_redis_outage() {
         (status, body["error"]["code"].as_str()),
         (503, Some("redis_unavailable"))
     );
+    for n in 2..5 {
+        let seq = mark(&mut q, n).await;
+        assert_eq!(seq, q_seq + 1, "play goes on, numbered as before");
+        q_seq = seq;
+    }
     let id = a.create_match("sandbox").await;
     let mut p = a.player(Encoding::Json).await;
+    // A match this node does not know needs Redis to be found: refused clearly.
+    assert_eq!(
+        p.join(id + 1).await,
+        ServerMsg::Error {
+            code: "redis_unavailable".into(),
+            message: "redis is unreachable; matches on other nodes cannot be reached now".into()
+        }
+    );
     assert!(matches!(p.join(id).await, ServerMsg::Joined { .. }));
     p.send(&ClientMsg::Action {
         client_seq: 1,
@@ -181,6 +207,40 @@ async fn nodes_register_expire_and_survive_a_redis_outage() {
         metrics.lines().any(|l| l.starts_with("matchd_redis_up 1")),
         "{metrics}"
     );
+    // ...and both matches take their leases and write snapshots again.
+    eventually("the matches replicated again", async || {
+        owner(m0).as_deref() == Some("node-a") && owner(id).as_deref() == Some("node-a")
+    })
+    .await;
+    assert_eq!(mark(&mut q, 9).await, q_seq + 1);
+}
+
+/// Marks a cell; returns the `seq` of the resulting event.
+async fn mark(p: &mut crate::support::WsClient, client_seq: u64) -> u64 {
+    p.send(&ClientMsg::Action {
+        client_seq,
+        action: Action::Mark { x: 0, y: 0 },
+    })
+    .await;
+    p.recv_until(|m| match m {
+        ServerMsg::Event {
+            seq,
+            event: Event::Marked { .. },
+            ..
+        } => Some(*seq),
+        _ => None,
+    })
+    .await
+}
+
+/// `GET key` through redis-cli on the test's own server.
+fn redis_get(port: u16, key: &str) -> Option<String> {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "GET", key])
+        .output()
+        .expect("redis-cli runs");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!text.is_empty()).then_some(text)
 }
 
 #[actix_rt::test]

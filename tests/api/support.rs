@@ -212,6 +212,14 @@ impl WsClient {
     /// Connects to a node at `base` (`http://host:port`), which may be
     /// another process.
     pub async fn connect_to(base: &str, token: &str, encoding: Encoding) -> Self {
+        Self::try_connect_to(base, token, encoding)
+            .await
+            .expect("websocket connects")
+    }
+
+    /// Like [`WsClient::connect_to`], `None` when the node does not answer
+    /// (a node that was killed).
+    pub async fn try_connect_to(base: &str, token: &str, encoding: Encoding) -> Option<Self> {
         let url = format!("{base}/v1/ws?token={token}&encoding={}", encoding.as_str());
         let (_res, framed) = awc::Client::builder()
             .timeout(WAIT)
@@ -220,13 +228,13 @@ impl WsClient {
             .max_frame_size(1 << 20)
             .connect()
             .await
-            .expect("websocket connects");
-        Self {
+            .ok()?;
+        Some(Self {
             framed,
             encoding,
             player_id: 0,
             answer_pings: true,
-        }
+        })
     }
 
     /// Sends a message in this client's encoding.

@@ -78,9 +78,11 @@ pub trait Ruleset: Send + Sync + 'static {
 pub const SNAPSHOT_LIMIT: usize = 1 << 20;
 
 /// The bincode configuration of ruleset snapshots, with a bounded decoder.
-pub fn snapshot_config(
-) -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Varint, bincode::config::Limit<SNAPSHOT_LIMIT>>
-{
+pub fn snapshot_config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<SNAPSHOT_LIMIT>,
+> {
     bincode::config::standard().with_limit::<SNAPSHOT_LIMIT>()
 }
 

@@ -846,7 +846,9 @@ mod tests {
             assert_eq!(restored.tick(), g.tick());
         }
         assert_eq!(restored.snapshot(), g.snapshot());
-        assert!(Tactics::default().restore(&bytes[..bytes.len() - 1]).is_none());
+        assert!(Tactics::default()
+            .restore(&bytes[..bytes.len() - 1])
+            .is_none());
         assert!(Tactics::default().restore(b"not a snapshot").is_none());
     }
 

@@ -1,0 +1,549 @@
+//! Many nodes, one game: real `matchd` processes sharing a throwaway
+//! redis-server (never the machine's own). Redirects to the owner, `kill -9`
+//! of the owner with the match rebuilt on the other node, and a drain that
+//! hands every match to a peer, each checked event by event: every client
+//! must see `seq` 1, 2, 3, ... with no gap and no repeat across the move.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use matchd_actors::protocol::codec::Encoding;
+use matchd_actors::protocol::{Action, ClientMsg, Event, Query, Reply, ServerMsg, State};
+use serde_json::Value;
+
+use crate::pg::{eventually, free_port};
+use crate::redis::TestRedis;
+use crate::support::{deploy_hand, Closed, TempDir, WsClient, WAIT};
+
+const ADMIN_KEY: &str = "cluster-test-key";
+/// Lease and registration lifetimes of the test nodes: a dead node's
+/// matches can be taken over about this long after it died.
+const TTL_MS: u64 = 1000;
+/// Generous bound for a failover (lease expiry plus rebuild) on a busy CI box.
+const FAILOVER_WAIT: Duration = Duration::from_secs(20);
+
+/// A `matchd` process in the cluster; killed when dropped.
+struct Node {
+    child: Child,
+    port: u16,
+    id: String,
+}
+
+impl Node {
+    async fn start(redis: &TestRedis, prefix: &str, id: &str, dir: &Path) -> Self {
+        let port = free_port();
+        let log = std::fs::File::create(dir.join(format!("{id}.log"))).expect("log file");
+        let data = dir.join(id);
+        let child = Command::new(env!("CARGO_BIN_EXE_matchd"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("REDIS_URL", redis.url())
+            .env("MATCHD_REDIS_PREFIX", prefix)
+            .env("MATCHD_NODE_ID", id)
+            .env("MATCHD_BIND", format!("127.0.0.1:{port}"))
+            .env(
+                "MATCHD_ADVERTISE_URL",
+                format!("ws://127.0.0.1:{port}/v1/ws"),
+            )
+            .env("MATCHD_NODE_TTL_MS", TTL_MS.to_string())
+            .env("MATCHD_LEASE_TTL_MS", TTL_MS.to_string())
+            .env("MATCHD_SNAPSHOT_MS", "300")
+            .env("MATCHD_ADMIN_KEY", ADMIN_KEY)
+            .env("MATCHD_DATA_DIR", &data)
+            .env("MATCHD_WORKERS", "1")
+            .env("MATCHD_ARBITERS", "1")
+            .env("MATCHD_DRAIN_TIMEOUT_MS", "15000")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn matchd");
+        let node = Self {
+            child,
+            port,
+            id: id.to_string(),
+        };
+        let base = node.base();
+        eventually("the node to be ready", WAIT, || async {
+            let (status, body) = get(&base, "/ready").await?;
+            (status == 200 && body["checks"]["redis"]["registered"] == true).then_some(())
+        })
+        .await;
+        node
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/v1/ws", self.port)
+    }
+
+    fn kill_9(&mut self) {
+        // Child::kill is SIGKILL on Unix: no shutdown code runs.
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit by itself (a drain).
+    async fn exited(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let child = &mut self.child;
+        eventually("the node to exit", limit, || {
+            let status = child.try_wait().expect("try_wait");
+            async move { status }
+        })
+        .await
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http() -> awc::Client {
+    awc::Client::builder().timeout(WAIT).finish()
+}
+
+async fn get(base: &str, path: &str) -> Option<(u16, Value)> {
+    let mut res = http().get(format!("{base}{path}")).send().await.ok()?;
+    let body = res.body().await.ok()?;
+    Some((
+        res.status().as_u16(),
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    ))
+}
+
+async fn post(base: &str, path: &str, key: Option<&str>) -> u16 {
+    let mut req = http().post(format!("{base}{path}"));
+    if let Some(key) = key {
+        req = req.insert_header(("Authorization", format!("Bearer {key}")));
+    }
+    req.send_json(&serde_json::json!({}))
+        .await
+        .expect("POST")
+        .status()
+        .as_u16()
+}
+
+/// `ws://host:port/v1/ws` as the `http://host:port` base the helpers use.
+fn base_of(ws_url: &str) -> String {
+    let rest = ws_url.strip_prefix("ws://").expect("a ws:// url");
+    let host = rest.split('/').next().expect("host");
+    format!("http://{host}")
+}
+
+/// A client that checks the `seq` of everything it reads: events come as
+/// 1, 2, 3, ... with no gap and no repeat, across reconnects and moves.
+struct Player {
+    ws: WsClient,
+    token: String,
+    /// The last `seq` this client has seen.
+    seq: u64,
+    client_seq: u64,
+    /// Events seen, in order.
+    events: Vec<(u64, Event)>,
+}
+
+impl Player {
+    async fn new(base: &str) -> Self {
+        let mut res = http()
+            .post(format!("{base}/v1/sessions"))
+            .send_json(&serde_json::json!({}))
+            .await
+            .expect("POST /v1/sessions");
+        let body: Value = res.json().await.expect("session json");
+        let token = body["token"].as_str().expect("token").to_string();
+        let ws = Self::connect(base, &token).await.expect("the node answers");
+        Self {
+            ws,
+            token,
+            seq: 0,
+            client_seq: 0,
+            events: Vec::new(),
+        }
+    }
+
+    /// A WebSocket past its `welcome`; `None` if the node does not answer.
+    async fn connect(base: &str, token: &str) -> Option<WsClient> {
+        let mut ws = WsClient::try_connect_to(base, token, Encoding::Json).await?;
+        match ws.next().await {
+            Ok(ServerMsg::Welcome { .. }) => Some(ws),
+            _ => None,
+        }
+    }
+
+    /// Checks one message against the numbering so far.
+    fn observe(&mut self, m: &ServerMsg) {
+        match m {
+            ServerMsg::Event { seq, event, .. } => {
+                assert_eq!(*seq, self.seq + 1, "events must be gap-free: {event:?}");
+                self.seq = *seq;
+                self.events.push((*seq, event.clone()));
+            }
+            ServerMsg::Joined { seq, .. } => self.seq = *seq,
+            ServerMsg::Resumed { last_seq, .. } => assert_eq!(*last_seq, self.seq),
+            ServerMsg::Ended { seq, .. } => assert_eq!(*seq, self.seq + 1),
+            _ => {}
+        }
+    }
+
+    async fn recv(&mut self) -> ServerMsg {
+        let m = self.ws.recv().await;
+        self.observe(&m);
+        m
+    }
+
+    async fn recv_until<T>(&mut self, mut pick: impl FnMut(&ServerMsg) -> Option<T>) -> T {
+        loop {
+            let m = self.recv().await;
+            if let Some(t) = pick(&m) {
+                return t;
+            }
+        }
+    }
+
+    /// Reads until it has seen event `seq`.
+    async fn catch_up(&mut self, seq: u64) {
+        while self.seq < seq {
+            self.recv().await;
+        }
+    }
+
+    async fn join(&mut self, match_id: Option<u64>, ruleset: Option<&str>) -> u64 {
+        self.ws
+            .send(&ClientMsg::Join {
+                match_id,
+                ruleset: ruleset.map(str::to_string),
+            })
+            .await;
+        self.recv_until(|m| match m {
+            ServerMsg::Joined { match_id, .. } => Some(*match_id),
+            ServerMsg::Error { code, .. } => panic!("join refused: {code}"),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Marks a cell and reads up to its event; returns that event's `seq`.
+    async fn mark(&mut self) -> u64 {
+        self.client_seq += 1;
+        self.ws
+            .send(&ClientMsg::Action {
+                client_seq: self.client_seq,
+                action: Action::Mark { x: 1, y: 1 },
+            })
+            .await;
+        self.recv_until(|m| match m {
+            ServerMsg::Event {
+                seq,
+                event: Event::Marked { .. },
+                seat: Some(_),
+                ..
+            } => Some(*seq),
+            ServerMsg::Rejected { code, .. } => panic!("mark refused: {code}"),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn act(&mut self, action: Action) {
+        self.client_seq += 1;
+        self.ws
+            .send(&ClientMsg::Action {
+                client_seq: self.client_seq,
+                action,
+            })
+            .await;
+    }
+
+    /// Reads until the connection drops (its node died or sent it away).
+    async fn until_closed(&mut self) {
+        loop {
+            match self.ws.next().await {
+                Ok(m) => self.observe(&m),
+                Err(Closed::Eof | Closed::Code(_)) => return,
+            }
+        }
+    }
+
+    /// Resumes `match_id` starting at node `base`, following redirects and
+    /// retrying while the match is being recovered, the way a client
+    /// library would. Returns the base of the node that took the resume
+    /// and whether it replayed (`resumed`) rather than sent a snapshot.
+    async fn resume(&mut self, base: &str, match_id: u64, limit: Duration) -> (String, bool) {
+        let deadline = Instant::now() + limit;
+        let start = base.to_string();
+        let mut base = start.clone();
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no node resumed match {match_id}"
+            );
+            let Some(ws) = Self::connect(&base, &self.token).await else {
+                // A redirect to a node that just died: ask again where we began.
+                base = start.clone();
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            self.ws = ws;
+            self.ws
+                .send(&ClientMsg::Resume {
+                    match_id,
+                    last_seq: self.seq,
+                })
+                .await;
+            let answer = self.recv().await;
+            eprintln!("resume at {base}: {answer:?}");
+            match answer {
+                ServerMsg::Resumed { .. } => return (base, true),
+                ServerMsg::Joined { .. } => return (base, false),
+                ServerMsg::Redirect { url, .. } => base = base_of(&url),
+                ServerMsg::Error { code, .. }
+                    if code == "match_recovering" || code == "redis_unavailable" =>
+                {
+                    actix_rt::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => panic!("unexpected answer to resume: {other:?}"),
+            }
+        }
+    }
+}
+
+/// The state of a tactics match as `p` sees it, minus what moves with time
+/// or connections (the phase clock, who is connected).
+async fn board(p: &mut Player) -> Value {
+    p.client_seq += 1;
+    let ask = p.client_seq;
+    p.ws.send(&ClientMsg::Query {
+        client_seq: ask,
+        query: Query::State,
+    })
+    .await;
+    let state = p
+        .recv_until(|m| match m {
+            ServerMsg::Reply {
+                client_seq,
+                reply: Reply::State { state },
+            } if *client_seq == ask => Some(state.clone()),
+            _ => None,
+        })
+        .await;
+    let State::Tactics(view) = state else {
+        panic!("a tactics state");
+    };
+    serde_json::json!({
+        "phase": view.phase,
+        "hand": serde_json::to_value(&view.hand).expect("json"),
+        "units": serde_json::to_value(&view.units).expect("json"),
+        "bases": view.bases,
+        "ready": view.ready,
+        "seats": view.seats.iter().map(|s| (s.seat, s.player_id)).collect::<Vec<_>>(),
+    })
+}
+
+#[actix_rt::test]
+async fn a_match_is_reached_through_any_node() {
+    let redis = TestRedis::start();
+    let dir = TempDir::new("cluster-redirect");
+    let a = Node::start(&redis, "t1:", "node-a", dir.path()).await;
+    let b = Node::start(&redis, "t1:", "node-b", dir.path()).await;
+
+    let mut p1 = Player::new(&a.base()).await;
+    let id = p1.join(None, Some("sandbox")).await;
+    let mut p2 = Player::new(&a.base()).await;
+    p2.join(Some(id), None).await;
+    for _ in 0..3 {
+        let seq = p1.mark().await;
+        p2.catch_up(seq).await;
+    }
+
+    // Node B knows the owner: the HTTP API and a join both point to A.
+    let (status, summary) = get(&b.base(), &format!("/v1/matches/{id}"))
+        .await
+        .expect("B answers");
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(summary["node_id"], a.id.as_str());
+    assert_eq!(summary["url"], a.ws_url().as_str());
+    assert_eq!(summary["ruleset"], "sandbox");
+    let mut p3 = Player::new(&b.base()).await;
+    p3.ws
+        .send(&ClientMsg::Join {
+            match_id: Some(id),
+            ruleset: None,
+        })
+        .await;
+    match p3.recv().await {
+        ServerMsg::Redirect { match_id, url, .. } => {
+            assert_eq!(match_id, id);
+            assert_eq!(url, a.ws_url());
+        }
+        other => panic!("expected a redirect, got {other:?}"),
+    }
+
+    // p2 drops; p1 plays on; p2 comes back through B, with a token made on
+    // A, is sent to A and gets exactly the events it missed.
+    p2.ws = Player::connect(&b.base(), &p2.token).await.expect("B");
+    let mut last = 0;
+    for _ in 0..4 {
+        last = p1.mark().await;
+    }
+    let seen_before = p2.seq;
+    let (landed, replayed) = p2.resume(&b.base(), id, WAIT).await;
+    assert_eq!(landed, a.base(), "the resume ends on the owner");
+    assert!(replayed, "the owner's ring buffer holds the missed events");
+    p2.catch_up(last).await;
+    let missed: Vec<u64> = p2
+        .events
+        .iter()
+        .map(|(s, _)| *s)
+        .filter(|s| *s > seen_before)
+        .collect();
+    assert_eq!(missed.first(), Some(&(seen_before + 1)));
+    assert!(missed.contains(&last));
+    // Still live: a new action reaches both.
+    let seq = p2.mark().await;
+    p1.catch_up(seq).await;
+}
+
+#[actix_rt::test]
+async fn kill_9_of_the_owner_moves_the_match_without_a_gap() {
+    let redis = TestRedis::start();
+    let dir = TempDir::new("cluster-kill9");
+    let mut a = Node::start(&redis, "t2:", "node-a", dir.path()).await;
+    let b = Node::start(&redis, "t2:", "node-b", dir.path()).await;
+
+    // A tactics match on A, both hands deployed: accepted actions and
+    // deploy-phase ticks are what B must replay.
+    let mut p1 = Player::new(&a.base()).await;
+    let id = p1.join(None, Some("tactics")).await;
+    let mut p2 = Player::new(&a.base()).await;
+    p2.join(Some(id), None).await;
+    for p in [&mut p1, &mut p2] {
+        let mut seq = p.client_seq;
+        let mut seen = Vec::new();
+        let (_, placed) = deploy_hand(&mut p.ws, &mut seq, &mut |m| seen.push(m.clone())).await;
+        assert!(placed > 0);
+        p.client_seq = seq;
+        for m in &seen {
+            p.observe(m);
+        }
+    }
+    let last = p1.seq.max(p2.seq);
+    p1.catch_up(last).await;
+    p2.catch_up(last).await;
+    let before = board(&mut p1).await;
+
+    a.kill_9();
+    p1.until_closed().await;
+    p2.until_closed().await;
+    let killed = Instant::now();
+
+    // Both resume through B; once A's lease has expired B rebuilds the
+    // match and replays what each missed (nothing: they saw it all).
+    let (landed, replayed) = p1.resume(&b.base(), id, FAILOVER_WAIT).await;
+    let failover = killed.elapsed();
+    assert_eq!(landed, b.base());
+    assert!(replayed, "the rebuilt ring buffer answers the resume");
+    let (landed, replayed) = p2.resume(&b.base(), id, FAILOVER_WAIT).await;
+    assert_eq!(landed, b.base());
+    assert!(replayed);
+    assert_eq!(board(&mut p1).await, before, "B holds the state A had");
+    eprintln!("kill -9 to resumed on the other node: {failover:?} (lease {TTL_MS} ms)");
+
+    // The match plays on at B: both ready, the battle starts and runs on
+    // B's clock, then p2 concedes.
+    p1.act(Action::Ready).await;
+    p2.act(Action::Ready).await;
+    let battle = p1
+        .recv_until(|m| match m {
+            ServerMsg::Event {
+                seq,
+                event: Event::Phase { phase },
+                ..
+            } if phase == "battle" => Some(*seq),
+            _ => None,
+        })
+        .await;
+    p1.recv_until(|m| {
+        matches!(m, ServerMsg::Event { seq, event: Event::Attacked { .. }, .. } if *seq > battle)
+            .then_some(())
+    })
+    .await;
+    p2.act(Action::Concede).await;
+    let ended = p1
+        .recv_until(|m| match m {
+            ServerMsg::Ended { result, .. } => Some(result.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(ended.reason, "concede");
+    assert_eq!(ended.winner, Some(0));
+    p2.recv_until(|m| matches!(m, ServerMsg::Ended { .. }).then_some(()))
+        .await;
+    // Both saw the same numbered history, without a gap (checked per frame).
+    let from = p2.events.first().map_or(0, |(seq, _)| *seq);
+    let (h1, h2): (Vec<_>, Vec<_>) = (
+        p1.events.iter().filter(|(s, _)| *s >= from).collect(),
+        p2.events.iter().collect(),
+    );
+    let n = h1.len().min(h2.len());
+    assert!(n > 20, "a real history: {n} events");
+    assert_eq!(h1[..n], h2[..n]);
+
+    // The ended match leaves nothing behind in Redis.
+    eventually("the ended match to be gone", WAIT, || async {
+        let (status, _) = get(&b.base(), &format!("/v1/matches/{id}")).await?;
+        (status == 404).then_some(())
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_drain_hands_every_match_to_a_peer() {
+    let redis = TestRedis::start();
+    let dir = TempDir::new("cluster-drain");
+    let mut a = Node::start(&redis, "t3:", "node-a", dir.path()).await;
+    let b = Node::start(&redis, "t3:", "node-b", dir.path()).await;
+
+    let mut p1 = Player::new(&a.base()).await;
+    let id = p1.join(None, Some("sandbox")).await;
+    let mut p2 = Player::new(&a.base()).await;
+    p2.join(Some(id), None).await;
+    let mut last = 0;
+    for _ in 0..5 {
+        last = p1.mark().await;
+    }
+    p2.catch_up(last).await;
+
+    assert_eq!(post(&a.base(), "/admin/drain", Some(ADMIN_KEY)).await, 202);
+    for p in [&mut p1, &mut p2] {
+        let url = p
+            .recv_until(|m| match m {
+                ServerMsg::Redirect { match_id, url, .. } if *match_id == id => Some(url.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(url, b.ws_url(), "sent to the peer");
+        let (landed, replayed) = p.resume(&base_of(&url), id, WAIT).await;
+        assert_eq!(landed, b.base());
+        assert!(replayed);
+    }
+    // Play goes on at B with the same numbering.
+    for _ in 0..3 {
+        let seq = p2.mark().await;
+        p1.catch_up(seq).await;
+    }
+    assert!(p1.seq > last);
+    let status = a.exited(Duration::from_secs(20)).await;
+    assert!(status.success(), "a drained node exits cleanly: {status}");
+    let (status, summary) = get(&b.base(), &format!("/v1/matches/{id}"))
+        .await
+        .expect("B answers");
+    assert_eq!(status, 200);
+    assert_eq!(summary["node_id"], b.id.as_str());
+}
