@@ -11,6 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use actix_web_actors::ws;
 use matchd_actors::affinity::{Affinity, AffinityError, GetNodes, GetRedisHealth};
 use matchd_actors::connection::Connection;
+use matchd_actors::control::{self, ControlMsg};
 use matchd_actors::metrics as m;
 use matchd_actors::protocol::codec::Encoding;
 use matchd_actors::registry::{EngineError, MatchEntry};
@@ -154,6 +155,9 @@ pub struct AppState {
     pub affinity: Option<Addr<Affinity>>,
     /// This node's WebSocket URL.
     pub advertise_url: String,
+    /// The node's Redis client, for control messages; `None` without Redis.
+    pub redis: Option<fred::prelude::Client>,
+    pub redis_prefix: String,
 }
 
 /// The read pool of one HTTP worker (`DATABASE_READ_URL`, else
@@ -218,6 +222,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/admin/drain")
             .route(web::post().to(admin_drain))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/admin/kick")
+            .route(web::post().to(admin_kick))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/admin/broadcast")
+            .route(web::post().to(admin_broadcast))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/admin/matches/{id}/end")
+            .route(web::post().to(admin_end_match))
             .default_service(not_allowed()),
     )
     .service(web::resource("/health").route(web::get().to(health)))
@@ -676,10 +695,8 @@ async fn nodes(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 /// `POST /admin/drain`: stop taking new matches and players, tell every
 /// client, fail `/ready`, and stop once no match has a connected player
 /// (or after `MATCHD_DRAIN_TIMEOUT_MS`). Idempotent.
-async fn admin_drain(
-    state: web::Data<AppState>,
-    req: actix_web::HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+/// The `/admin/*` guard: `Authorization: Bearer <MATCHD_ADMIN_KEY>`.
+fn check_admin(state: &AppState, req: &actix_web::HttpRequest) -> Result<(), ApiError> {
     let key = state.admin_key.as_deref().ok_or(ApiError::AdminDisabled)?;
     let given = req
         .headers()
@@ -690,6 +707,109 @@ async fn admin_drain(
     if !same_secret(given.as_bytes(), key.as_bytes()) {
         return Err(ApiError::BadAdminKey);
     }
+    Ok(())
+}
+
+/// Sends a control message to every node through Redis pub/sub, or, on a
+/// node without Redis, applies it here.
+async fn control(state: &AppState, msg: ControlMsg) -> Result<HttpResponse, ApiError> {
+    match &state.redis {
+        Some(client) => {
+            let nodes = control::publish(client, &state.redis_prefix, &msg)
+                .await
+                .map_err(|e| ApiError::Redis(AffinityError::Redis(e.to_string())))?;
+            Ok(HttpResponse::Accepted().json(serde_json::json!({
+                "kind": msg.kind(),
+                "published": true,
+                "nodes": nodes,
+            })))
+        }
+        None => {
+            let reached = control::apply(&state.engine, &msg);
+            Ok(HttpResponse::Accepted().json(serde_json::json!({
+                "kind": msg.kind(),
+                "published": false,
+                "reached": reached,
+            })))
+        }
+    }
+}
+
+/// An admin request's JSON body, read after the key was checked.
+fn admin_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::InvalidBody(e.to_string()))
+}
+
+#[derive(Deserialize)]
+pub struct KickBody {
+    pub player_id: u64,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+async fn admin_kick(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    check_admin(&state, &req)?;
+    let KickBody { player_id, reason } = admin_body(&body)?;
+    control(&state, ControlMsg::Kick { player_id, reason }).await
+}
+
+#[derive(Deserialize)]
+pub struct BroadcastBody {
+    pub message: String,
+}
+
+async fn admin_broadcast(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    check_admin(&state, &req)?;
+    let message = admin_body::<BroadcastBody>(&body)?.message;
+    if message.is_empty() || message.len() > control::MAX_NOTICE_BYTES {
+        return Err(ApiError::InvalidBody(format!(
+            "message must be 1 to {} bytes",
+            control::MAX_NOTICE_BYTES
+        )));
+    }
+    control(&state, ControlMsg::Broadcast { message }).await
+}
+
+#[derive(Deserialize, Default)]
+pub struct EndBody {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+async fn admin_end_match(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    check_admin(&state, &req)?;
+    let match_id = parse_match_id(path.into_inner())?;
+    let reason = match body.is_empty() {
+        true => None,
+        false => admin_body::<EndBody>(&body)?.reason,
+    };
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.is_empty() || r.len() > 64)
+    {
+        return Err(ApiError::InvalidBody("reason must be 1 to 64 bytes".into()));
+    }
+    control(&state, ControlMsg::EndMatch { match_id, reason }).await
+}
+
+async fn admin_drain(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    check_admin(&state, &req)?;
     if state.engine.start_draining() {
         log::info!("drain requested through /admin/drain");
     }

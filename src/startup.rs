@@ -7,7 +7,10 @@ use actix::{Addr, Arbiter};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use matchd_actors::affinity::{redis_client, Affinity, AffinityConfig, Deregister, GetNodes};
+use matchd_actors::affinity::{
+    redis_client, redis_subscriber, Affinity, AffinityConfig, Deregister, GetNodes,
+};
+use matchd_actors::control;
 use matchd_actors::registry::HandoverAll;
 use matchd_actors::replica::{Replica, ReplicaConfig};
 use matchd_actors::store::Store;
@@ -91,7 +94,13 @@ impl Application {
             admin_key: config.admin_key.as_ref().map(|k| k.0.clone()),
             affinity: affinity.as_ref().map(|(addr, _)| addr.clone()),
             advertise_url: config.advertise_url.clone(),
+            redis: redis.clone(),
+            redis_prefix: config.redis_prefix.clone(),
         });
+        if let Some(url) = &config.redis_url {
+            let subscriber = redis_subscriber(&url.0).map_err(std::io::Error::other)?;
+            control::listen(subscriber, config.redis_prefix.clone(), engine.clone());
+        }
         let read_cfg = config
             .read_database_url
             .as_ref()

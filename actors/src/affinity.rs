@@ -125,6 +125,18 @@ pub fn redis_client(url: &str) -> Result<Client, AffinityError> {
         .map_err(|e| AffinityError::Redis(e.to_string()))
 }
 
+/// A pub/sub client with the same policies as [`redis_client`]; connected
+/// by [`crate::control::listen`].
+pub fn redis_subscriber(url: &str) -> Result<fred::clients::SubscriberClient, AffinityError> {
+    let config = Config::from_url(url).map_err(|e| AffinityError::Redis(e.to_string()))?;
+    Builder::from_config(config)
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)
+        .with_connection_config(|c| c.connection_timeout = COMMAND_TIMEOUT)
+        .build_subscriber_client()
+        .map_err(|e| AffinityError::Redis(e.to_string()))
+}
+
 impl Affinity {
     /// Starts the actor on its own Arbiter, where it connects `client` (from
     /// [`redis_client`]); keep the Arbiter alive.

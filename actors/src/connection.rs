@@ -72,6 +72,10 @@ pub enum ToConn {
         match_id: MatchId,
         frame: Option<Out>,
     },
+    /// An operator message for every client (`notice`).
+    Notice { message: String },
+    /// An operator removed this player: tell it why and close (1008).
+    Close { code: &'static str, message: String },
     /// `match_id` dropped this connection from its seat.
     Kicked {
         match_id: MatchId,
@@ -510,6 +514,9 @@ impl Actor for Connection {
             heartbeat_ms: self.engine.cfg.heartbeat_ms,
         };
         self.send(ctx, &welcome, self.encoding);
+        self.engine
+            .connections
+            .insert(self.id, (self.player_id, ctx.address().recipient()));
         let timeout = self.engine.cfg.client_timeout();
         ctx.run_interval(self.engine.cfg.heartbeat(), move |act, ctx| {
             if act.engine.is_draining() && !act.told_draining {
@@ -531,6 +538,7 @@ impl Actor for Connection {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         metrics::gauge!(m::CONNECTIONS_OPEN).decrement(1.0);
+        self.engine.connections.remove(&self.id);
         if let Some(s) = self.seated.take() {
             // Must arrive so the seat is marked disconnected; one per connection.
             s.addr.do_send(Disconnected {
@@ -605,6 +613,17 @@ impl Handler<ToConn> for Connection {
                 if let Some(frame) = frame {
                     self.write(ctx, frame);
                 }
+            }
+            ToConn::Notice { message } => {
+                self.send(ctx, &ServerMsg::Notice { message }, self.encoding);
+            }
+            ToConn::Close { code, message } => {
+                let msg = ServerMsg::Error {
+                    code: code.into(),
+                    message,
+                };
+                self.send(ctx, &msg, self.encoding);
+                self.close(ctx, ws::CloseCode::Policy, code);
             }
             ToConn::Kicked {
                 match_id,

@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use dashmap::DashMap;
+
 use crate::config::EngineConfig;
+use crate::connection::ToConn;
 use crate::match_session::RebuildError;
-use crate::protocol::MatchId;
+use crate::protocol::{MatchId, PlayerId};
 use crate::registry::{
     CreateMatch, Directory, EngineError, GetStats, MatchEntry, QuickJoin, Registry, RegistryStats,
     RestoreError, RestoreMatch,
@@ -31,6 +34,9 @@ pub struct Engine {
     draining: Arc<AtomicBool>,
     /// Redis replication; `None` when the node runs alone.
     pub replica: Option<Replica>,
+    /// Every open connection, by connection id: the targets of operator
+    /// kicks and broadcasts.
+    pub connections: Arc<DashMap<u64, (PlayerId, Recipient<ToConn>)>>,
 }
 
 /// Where a match is, as [`Engine::locate`] found it.
@@ -121,6 +127,7 @@ impl Engine {
             cfg,
             draining: Arc::default(),
             replica,
+            connections: Arc::default(),
         }
     }
 

@@ -14,6 +14,7 @@
 pub mod affinity;
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod engine;
 pub mod journal;
 pub mod match_session;

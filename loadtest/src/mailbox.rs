@@ -591,6 +591,7 @@ impl Handler<ToConn> for SimClient {
                 }
                 self.seat = None;
             }
+            ToConn::Notice { .. } | ToConn::Close { .. } => {}
         }
     }
 }

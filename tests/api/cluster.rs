@@ -119,15 +119,20 @@ async fn get(base: &str, path: &str) -> Option<(u16, Value)> {
 }
 
 async fn post(base: &str, path: &str, key: Option<&str>) -> u16 {
+    admin(base, path, key, serde_json::json!({})).await.0
+}
+
+async fn admin(base: &str, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
     let mut req = http().post(format!("{base}{path}"));
     if let Some(key) = key {
         req = req.insert_header(("Authorization", format!("Bearer {key}")));
     }
-    req.send_json(&serde_json::json!({}))
-        .await
-        .expect("POST")
-        .status()
-        .as_u16()
+    let mut res = req.send_json(&body).await.expect("POST");
+    let body = res.body().await.expect("body");
+    (
+        res.status().as_u16(),
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
 }
 
 /// `ws://host:port/v1/ws` as the `http://host:port` base the helpers use.
@@ -142,6 +147,7 @@ fn base_of(ws_url: &str) -> String {
 struct Player {
     ws: WsClient,
     token: String,
+    player_id: u64,
     /// The last `seq` this client has seen.
     seq: u64,
     client_seq: u64,
@@ -158,10 +164,12 @@ impl Player {
             .expect("POST /v1/sessions");
         let body: Value = res.json().await.expect("session json");
         let token = body["token"].as_str().expect("token").to_string();
+        let player_id = body["player_id"].as_u64().expect("player_id");
         let ws = Self::connect(base, &token).await.expect("the node answers");
         Self {
             ws,
             token,
+            player_id,
             seq: 0,
             client_seq: 0,
             events: Vec::new(),
@@ -546,4 +554,68 @@ async fn a_drain_hands_every_match_to_a_peer() {
         .expect("B answers");
     assert_eq!(status, 200);
     assert_eq!(summary["node_id"], b.id.as_str());
+}
+
+#[actix_rt::test]
+async fn operator_messages_reach_the_node_that_holds_the_target() {
+    let redis = TestRedis::start();
+    let dir = TempDir::new("cluster-control");
+    let a = Node::start(&redis, "t4:", "node-a", dir.path()).await;
+    let b = Node::start(&redis, "t4:", "node-b", dir.path()).await;
+    let mut p1 = Player::new(&a.base()).await;
+    p1.join(None, Some("sandbox")).await;
+    let mut p2 = Player::new(&b.base()).await;
+    let m2 = p2.join(None, Some("sandbox")).await;
+
+    // Every request goes to A; the targets are on A and B.
+    let (status, _) = admin(&a.base(), "/admin/broadcast", Some("wrong"), Value::Null).await;
+    assert_eq!(status, 401);
+    eventually("both nodes subscribed", WAIT, || async {
+        let body = serde_json::json!({ "message": "maintenance at noon" });
+        let (status, res) = admin(&a.base(), "/admin/broadcast", Some(ADMIN_KEY), body).await;
+        assert_eq!(status, 202, "{res}");
+        (res["nodes"] == 2).then_some(())
+    })
+    .await;
+    for p in [&mut p1, &mut p2] {
+        let notice = p
+            .recv_until(|m| match m {
+                ServerMsg::Notice { message } => Some(message.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(notice, "maintenance at noon");
+    }
+
+    let body = serde_json::json!({ "reason": "cheating" });
+    let path = format!("/admin/matches/{m2}/end");
+    assert_eq!(admin(&a.base(), &path, Some(ADMIN_KEY), body).await.0, 202);
+    let result = p2
+        .recv_until(|m| match m {
+            ServerMsg::Ended { result, .. } => Some(result.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(result.reason, "cheating");
+
+    let body = serde_json::json!({ "player_id": p2.player_id, "reason": "abuse" });
+    assert_eq!(
+        admin(&a.base(), "/admin/kick", Some(ADMIN_KEY), body)
+            .await
+            .0,
+        202
+    );
+    let code = p2
+        .recv_until(|m| match m {
+            ServerMsg::Error { code, .. } => Some(code.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, "kicked");
+    assert!(matches!(
+        p2.ws.expect_close().await,
+        Some(actix_http::ws::CloseCode::Policy)
+    ));
+    // The other player, on the other node, plays on.
+    p1.mark().await;
 }

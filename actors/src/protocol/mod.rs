@@ -115,6 +115,8 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node_id: Option<String>,
     },
+    /// A message from the operators to every client.
+    Notice { message: String },
 }
 
 /// Actions of every shipped ruleset. A ruleset rejects kinds it does not
