@@ -247,7 +247,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         var: "REDIS_URL",
         default: "(unset: the node runs alone)",
-        help: "Redis for the node registry (`redis://host:port`); never logged",
+        help: "Redis for the node registry, match leases, snapshots and streams (failover), shared sessions and control messages (`redis://host:port`); never logged",
     },
     Setting {
         var: "MATCHD_REDIS_PREFIX",
@@ -277,12 +277,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         var: "MATCHD_ADVERTISE_URL",
         default: "(ws://MATCHD_BIND/v1/ws)",
-        help: "WebSocket URL this node advertises in `GET /v1/nodes`",
+        help: "WebSocket URL this node advertises in `GET /v1/nodes`, `GET /v1/matches/{id}` and `redirect` frames",
     },
     Setting {
         var: "MATCHD_ADMIN_KEY",
         default: "(unset: admin endpoints off)",
-        help: "bearer key of `POST /admin/drain`; never logged",
+        help: "bearer key of the `/admin/*` endpoints (drain, kick, end a match, broadcast); never logged",
     },
     Setting {
         var: "MATCHD_DRAIN_TIMEOUT_MS",

@@ -125,6 +125,18 @@ pub fn redis_client(url: &str) -> Result<Client, AffinityError> {
         .map_err(|e| AffinityError::Redis(e.to_string()))
 }
 
+/// A [`redis_client`] connected and ready, for tools that run without an
+/// [`Affinity`] (the load-test harness).
+pub async fn connected_client(url: &str) -> Result<Client, AffinityError> {
+    let client = redis_client(url)?;
+    drop(client.connect());
+    tokio::time::timeout(Duration::from_secs(5), client.wait_for_connect())
+        .await
+        .map_err(|_| AffinityError::Redis("no connection within 5 s".into()))?
+        .map_err(|e| AffinityError::Redis(e.to_string()))?;
+    Ok(client)
+}
+
 /// A pub/sub client with the same policies as [`redis_client`]; connected
 /// by [`crate::control::listen`].
 pub fn redis_subscriber(url: &str) -> Result<fred::clients::SubscriberClient, AffinityError> {

@@ -304,6 +304,20 @@ pub fn rebuild(
                 ring.push_back(e);
             }
         }
+        // Resume replays from the ring, so it must end at `seq` without a
+        // hole (a snapshot written after an outage covers events the
+        // stream never got): keep only the gap-free tail.
+        if ring.back().is_some_and(|e| e.seq != seq) {
+            ring.clear();
+        }
+        let mut keep = ring.len();
+        for (i, pair) in ring.iter().zip(ring.iter().skip(1)).enumerate().rev() {
+            if pair.1.seq != pair.0.seq + 1 {
+                keep = ring.len() - (i + 1);
+                break;
+            }
+        }
+        ring.drain(..ring.len() - keep);
         Ok(Rebuilt {
             game,
             players,
@@ -950,8 +964,8 @@ impl MatchSession {
                 if !r.degraded {
                     log::warn!(match_id = self.id; "could not replicate the match: {e}; playing on without waiting for redis");
                 }
+                // The renewal timer tries a full snapshot from now on.
                 r.degraded = true;
-                r.snapshot_due = true;
                 if matches!(r.stop_after, Some(StopAfterWrite::Handover(_))) {
                     // No snapshot, no handover: the match plays on here.
                     log::warn!(match_id = self.id; "handover cancelled: redis did not take the snapshot");
@@ -1156,7 +1170,12 @@ impl Actor for MatchSession {
             ctx.run_interval(renew_every, move |act, ctx| {
                 if let Some(r) = act.repl.as_mut() {
                     if r.last_write.elapsed() >= renew_every {
-                        r.renew_due = true;
+                        // Degraded: only a full snapshot can make the copy whole.
+                        if r.degraded {
+                            r.snapshot_due = true;
+                        } else {
+                            r.renew_due = true;
+                        }
                         act.commit(ctx);
                     }
                 }
@@ -1623,6 +1642,29 @@ mod tests {
         // The ring holds every event still in the stream, older ones too.
         let ring: Vec<u64> = rebuilt.ring.iter().map(|e| e.seq).collect();
         assert_eq!(ring, (1..=seq).collect::<Vec<_>>());
+
+        // Events the stream missed (an outage before the snapshot): the
+        // ring keeps only what ends at the snapshot's seq without a hole.
+        let mut outage = snapshot.clone();
+        outage.seq += 5;
+        let later: Vec<_> = batches[1..]
+            .iter()
+            .map(|(n, b)| {
+                let mut b = b.clone();
+                b.events.iter_mut().for_each(|e| e.seq += 5);
+                (*n, b)
+            })
+            .collect();
+        let mut with_hole = vec![batches[0].clone()];
+        with_hole.extend(later);
+        let stored = Stored {
+            snapshot: outage,
+            batches: with_hole,
+        };
+        let rebuilt = rebuild(&ruleset, stored, 1024).expect("rebuilds");
+        let ring: Vec<u64> = rebuilt.ring.iter().map(|e| e.seq).collect();
+        assert_eq!(ring.first().copied(), Some(snapshot.seq + 6));
+        assert_eq!(ring.last().copied(), Some(seq + 5));
 
         // A lost input shows as a replay that does not match the record.
         let mut broken = batches.clone();

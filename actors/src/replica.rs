@@ -31,6 +31,11 @@ use crate::metrics as m;
 use crate::protocol::{Action, Event, MatchId, PlayerId, Seat};
 use crate::rules::{decode_snapshot, encode_snapshot};
 
+/// How long the snapshot and stream of a match outlive its last write:
+/// a match whose node died can be taken over this long (players resume
+/// within the seat grace anyway), and then Redis forgets it by itself.
+pub const RETENTION_MS: u64 = 10 * 60 * 1000;
+
 /// Settings of match replication.
 #[derive(Debug, Clone)]
 pub struct ReplicaConfig {
@@ -159,25 +164,49 @@ pub enum Claim {
     Unknown,
 }
 
-/// Writes, checks the lease first. KEYS: owner, log, snap. ARGV: node id,
-/// ttl ms, batch id or "", batch bytes, snapshot bytes or "", trim min id
-/// or "", latest batch number.
+/// The writes of many matches in one round trip, each checking its lease
+/// first. ARGV: node id, lease ttl ms, retention ms, then per write: batch
+/// id or "", batch bytes, snapshot bytes or "", trim min id or "", latest
+/// batch number. KEYS per write: owner, log, snap. Returns one entry per
+/// write: 1, or "NOTOWNER <owner>".
 const WRITE_LUA: &str = r#"
-local owner = redis.call('GET', KEYS[1])
-if owner ~= ARGV[1] then
-  if owner or ARGV[5] == '' then
-    return redis.error_reply('NOTOWNER ' .. tostring(owner))
+local me, ttl, keep = ARGV[1], ARGV[2], ARGV[3]
+local out = {}
+for i = 0, #KEYS / 3 - 1 do
+  local owner_key, log, snap = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
+  local a = i * 5 + 4
+  local id, batch, image, trim, latest = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local owner = redis.call('GET', owner_key)
+  local refused = nil
+  if owner ~= me then
+    if owner or image == '' then
+      refused = 'NOTOWNER ' .. tostring(owner)
+    else
+      -- The lease expired: retaken only with a full snapshot, and only
+      -- if no other node wrote later batches meanwhile.
+      local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+      if #last > 0 and tonumber(string.match(last[1][1], '^(%d+)')) > tonumber(latest) then
+        refused = 'NOTOWNER a newer writer'
+      end
+    end
   end
-  local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-  if #last > 0 and tonumber(string.match(last[1][1], '^(%d+)')) > tonumber(ARGV[7]) then
-    return redis.error_reply('NOTOWNER a newer writer')
+  if not refused and id ~= '' then
+    local r = redis.pcall('XADD', log, id, 'b', batch)
+    if type(r) == 'table' and r.err then refused = 'NOTOWNER a newer writer' end
+  end
+  if refused then
+    out[#out + 1] = refused
+  else
+    if image ~= '' then
+      redis.call('SET', snap, image, 'PX', keep)
+      if trim ~= '' then redis.call('XTRIM', log, 'MINID', trim) end
+      redis.call('PEXPIRE', log, keep)
+    end
+    redis.call('SET', owner_key, me, 'PX', ttl)
+    out[#out + 1] = 1
   end
 end
-if ARGV[3] ~= '' then redis.call('XADD', KEYS[2], ARGV[3], 'b', ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5]) end
-if ARGV[6] ~= '' then redis.call('XTRIM', KEYS[2], 'MINID', ARGV[6]) end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
+return out
 "#;
 
 /// Takes the lease of a match that has a copy and no live owner. KEYS:
@@ -212,6 +241,59 @@ for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do
 end
 return out
 "#;
+
+type Reply = tokio::sync::oneshot::Sender<Result<(), ReplicaError>>;
+
+/// The writes queued on this thread (one match arbiter) for the next round
+/// trip, and whether a flush task runs.
+#[derive(Default)]
+struct Pending {
+    queue: Vec<(Replica, MatchId, Write, Reply)>,
+    flushing: bool,
+}
+
+thread_local! {
+    static PENDING: std::cell::RefCell<Pending> = std::cell::RefCell::default();
+}
+
+/// Most writes in one script call; more wait for the next.
+const MAX_WRITES_PER_CALL: usize = 256;
+
+/// Sends this thread's queued writes, one script call at a time, until the
+/// queue is empty: what queues during a round trip goes in the next call,
+/// so the busier the thread, the more writes share a call.
+async fn flush_thread_queue() {
+    loop {
+        let batch: Vec<(Replica, MatchId, Write, Reply)> = PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            let Some((first, ..)) = p.queue.first() else {
+                p.flushing = false;
+                return Vec::new();
+            };
+            // One call serves one node's replica (one thread may, in tests,
+            // host matches of several).
+            let cfg = first.cfg.clone();
+            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut p.queue)
+                .into_iter()
+                .enumerate()
+                .partition(|(i, (r, ..))| *i < MAX_WRITES_PER_CALL && Arc::ptr_eq(&r.cfg, &cfg));
+            p.queue = rest.into_iter().map(|(_, w)| w).collect();
+            mine.into_iter().map(|(_, w)| w).collect()
+        });
+        let Some((replica, ..)) = batch.first() else {
+            return;
+        };
+        let replica = replica.clone();
+        let (writes, replies): (Vec<(MatchId, Write)>, Vec<Reply>) = batch
+            .into_iter()
+            .map(|(_, id, w, tx)| ((id, w), tx))
+            .unzip();
+        let results = replica.write_many(writes).await;
+        for (tx, res) in replies.into_iter().zip(results) {
+            let _ = tx.send(res);
+        }
+    }
+}
 
 struct Scripts {
     write: Script,
@@ -268,51 +350,91 @@ impl Replica {
     }
 
     /// Performs one write of match `id`; fails with `NotOwner` when another
-    /// node holds its lease.
+    /// node holds its lease. Writes of the matches on one thread are
+    /// coalesced: while one round trip is in flight the next ones queue,
+    /// and all of them go to Redis together in the next (one script call).
     pub async fn write(&self, id: MatchId, w: Write) -> Result<(), ReplicaError> {
-        let kind = w.kind();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let start_flush = PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            p.queue.push((self.clone(), id, w, tx));
+            !std::mem::replace(&mut p.flushing, true)
+        });
+        if start_flush {
+            actix::spawn(flush_thread_queue());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(ReplicaError::Redis("write dropped".into())))
+    }
+
+    /// Sends `writes` (all of this replica's node) in one script call.
+    async fn write_many(&self, writes: Vec<(MatchId, Write)>) -> Vec<Result<(), ReplicaError>> {
         let started = Instant::now();
-        let empty = || Value::Bytes(Bytes::new());
-        let (batch_id, batch) = match w.batch {
-            Some((n, bytes)) => (format!("{n}-1"), Value::Bytes(bytes.into())),
-            None => (String::new(), empty()),
-        };
-        let snapshot = match w.snapshot {
-            Some((_, bytes)) => Value::Bytes(bytes.into()),
-            None => empty(),
-        };
-        let trim = w.trim_below.map(|n| format!("{n}-0")).unwrap_or_default();
-        let keys = vec![
-            self.key(id, "owner"),
-            self.key(id, "log"),
-            self.key(id, "snap"),
-        ];
-        let args: Vec<Value> = vec![
-            self.cfg.node_id.as_str().into(),
-            (self.cfg.lease_ttl_ms as i64).into(),
-            batch_id.into(),
-            batch,
-            snapshot,
-            trim.into(),
-            (w.latest_batch as i64).into(),
-        ];
-        let res: Result<i64, _> = self
+        let n = writes.len();
+        let mut keys = Vec::with_capacity(n * 3);
+        let mut args: Vec<Value> = Vec::with_capacity(3 + n * 5);
+        args.push(self.cfg.node_id.as_str().into());
+        args.push((self.cfg.lease_ttl_ms as i64).into());
+        args.push((RETENTION_MS as i64).into());
+        let mut kinds = Vec::with_capacity(n);
+        for (id, w) in writes {
+            kinds.push(w.kind());
+            keys.push(self.key(id, "owner"));
+            keys.push(self.key(id, "log"));
+            keys.push(self.key(id, "snap"));
+            let empty = || Value::Bytes(Bytes::new());
+            let (batch_id, batch) = match w.batch {
+                Some((n, bytes)) => (format!("{n}-1"), Value::Bytes(bytes.into())),
+                None => (String::new(), empty()),
+            };
+            args.push(batch_id.into());
+            args.push(batch);
+            args.push(match w.snapshot {
+                Some((_, bytes)) => Value::Bytes(bytes.into()),
+                None => empty(),
+            });
+            args.push(
+                w.trim_below
+                    .map(|n| format!("{n}-0"))
+                    .unwrap_or_default()
+                    .into(),
+            );
+            args.push((w.latest_batch as i64).into());
+        }
+        let res: Result<Vec<Value>, _> = self
             .scripts
             .write
             .evalsha_with_reload(&self.client, keys, args)
             .await;
         self.write_seconds.record(started.elapsed().as_secs_f64());
-        let res = res.map(drop).map_err(ReplicaError::from_redis);
-        let outcome = match &res {
-            Ok(()) => "ok",
-            Err(ReplicaError::NotOwner(_)) => "not_owner",
-            Err(_) => {
-                self.lease_failures.increment(1);
-                "error"
+        let results: Vec<Result<(), ReplicaError>> = match res {
+            Ok(values) if values.len() == n => values
+                .iter()
+                .map(|v| match v.as_str() {
+                    Some(text) if text.starts_with("NOTOWNER") => Err(ReplicaError::NotOwner(
+                        text["NOTOWNER".len()..].trim().to_string(),
+                    )),
+                    _ => Ok(()),
+                })
+                .collect(),
+            Ok(values) => {
+                let e = ReplicaError::Redis(format!("{} answers for {n} writes", values.len()));
+                vec![Err(e); n]
             }
+            Err(e) => vec![Err(ReplicaError::from_redis(e)); n],
         };
-        metrics::counter!(m::REPLICA_WRITES, "kind" => kind, "outcome" => outcome).increment(1);
-        res
+        for (kind, res) in kinds.into_iter().zip(&results) {
+            let outcome = match res {
+                Ok(()) => "ok",
+                Err(ReplicaError::NotOwner(_)) => "not_owner",
+                Err(_) => {
+                    self.lease_failures.increment(1);
+                    "error"
+                }
+            };
+            metrics::counter!(m::REPLICA_WRITES, "kind" => kind, "outcome" => outcome).increment(1);
+        }
+        results
     }
 
     /// Takes the lease of match `id` if it has a copy and no other owner.

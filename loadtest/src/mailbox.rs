@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use hdrhistogram::Histogram;
+use matchd_actors::affinity::connected_client;
 use matchd_actors::connection::{Backlog, ToConn};
 use matchd_actors::match_session::{Act, Ask, Join, MatchSession};
 use matchd_actors::protocol::codec::{decode_server_bincode, decode_server_json, Encoding, Out};
 use matchd_actors::protocol::{Action, Event, Query, Reply, Seat, ServerMsg, State};
 use matchd_actors::registry::RegistryStats;
+use matchd_actors::replica::{Replica, ReplicaConfig};
 use matchd_actors::{Catalog, Engine, EngineConfig};
 
 use crate::bot::{Step, TacticsBot, BATTLE_PLACE_EVERY};
@@ -68,6 +70,9 @@ pub struct Opts {
     pub arbiters: usize,
     /// Arbiters hosting the simulated clients; 0 = one per core.
     pub client_threads: usize,
+    /// Replicate every match to this Redis (`redis://127.0.0.1:port`), as a
+    /// node with `REDIS_URL` does: frames wait for their stream append.
+    pub redis: Option<String>,
 }
 
 impl Default for Opts {
@@ -83,6 +88,7 @@ impl Default for Opts {
             encoding: Encoding::Json,
             arbiters: 0,
             client_threads: 0,
+            redis: None,
         }
     }
 }
@@ -648,7 +654,26 @@ async fn drive(opts: Opts) -> std::io::Result<MailboxReport> {
         max_outbound_bytes: 64 << 20,
         ..EngineConfig::default()
     };
-    let engine = Engine::start(cfg, Catalog::builtin());
+    let replica = match &opts.redis {
+        Some(url) => {
+            check_loopback(url)?;
+            let client = connected_client(url)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            Some(Replica::new(
+                client,
+                ReplicaConfig {
+                    // Keys of one run only; they expire (RETENTION_MS).
+                    prefix: format!("loadtest:{}:", std::process::id()),
+                    node_id: "loadtest".into(),
+                    lease_ttl_ms: 5_000,
+                    snapshot_ms: 2_000,
+                },
+            ))
+        }
+        None => None,
+    };
+    let engine = Engine::start_replicated(cfg, Catalog::builtin(), None, replica);
     let threads = if opts.client_threads > 0 {
         opts.client_threads
     } else {
@@ -748,6 +773,7 @@ async fn drive(opts: Opts) -> std::io::Result<MailboxReport> {
             "warmup_s": opts.warmup.as_secs_f64(),
             "duration_s": opts.duration.as_secs_f64(),
             "cache": opts.cache,
+            "redis": opts.redis.is_some(),
             "encoding": opts.encoding.as_str(),
             "arbiters": engine.cfg.arbiter_count(),
             "client_threads": threads,
@@ -780,4 +806,23 @@ async fn drive(opts: Opts) -> std::io::Result<MailboxReport> {
         cpu_cores_used: (proc_after.cpu_seconds - proc_before.cpu_seconds) / seconds,
         rss_timeline_kib: timeline,
     })
+}
+
+/// Redis for a benchmark must be on this machine, like every target.
+fn check_loopback(url: &str) -> std::io::Result<()> {
+    let host = url
+        .strip_prefix("redis://")
+        .and_then(|r| r.split(['/', ':']).next())
+        .unwrap_or("");
+    let local = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if local {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "--redis {url:?}: only a Redis on this machine (127.0.0.0/8) may be used"
+        )))
+    }
 }

@@ -106,6 +106,7 @@ fn run_mailbox(argv: &[String]) -> Result<(), String> {
         encoding: encoding(&args)?,
         arbiters: args.get("arbiters", d.arbiters).map_err(fmt)?,
         client_threads: args.get("client-threads", d.client_threads).map_err(fmt)?,
+        redis: args.string("redis"),
     };
     let json = args.string("json");
     args.finish().map_err(fmt)?;
@@ -176,6 +177,7 @@ fn run_ws(argv: &[String]) -> Result<(), String> {
             .transpose()
             .map_err(|e: std::num::ParseIntError| format!("--server-pid: {e}"))?,
         resume_every: args.duration("resume-every", d.resume_every).map_err(fmt)?,
+        resume_via: args.string("resume-via"),
         progress: !args.switch("quiet", false).map_err(fmt)?,
     };
     let checks = Checks::from(&args)?;

@@ -92,6 +92,10 @@ pub struct WsOpts {
     pub server_pid: Option<u32>,
     /// Resume scenario: each client drops and resumes about this often.
     pub resume_every: Duration,
+    /// Resume scenario: resume through this other node (`http://host:port`),
+    /// which answers `redirect`; the client follows it to the owner. The
+    /// resume latency then covers the redirect and the second connection.
+    pub resume_via: Option<String>,
     /// Print a progress line every second.
     pub progress: bool,
 }
@@ -110,6 +114,7 @@ impl Default for WsOpts {
             shard: (0, 1),
             server_pid: None,
             resume_every: Duration::from_secs(5),
+            resume_via: None,
             progress: true,
         }
     }
@@ -198,6 +203,9 @@ pub struct WsReport {
     pub resumes: u64,
     pub resume_snapshots: u64,
     pub resume_failures: u64,
+    /// Resumes that were redirected to the owner first (`--resume-via`).
+    #[serde(default)]
+    pub redirects: u64,
     /// `resume` sent to `resumed` (or `joined`) received, on a connection
     /// already open.
     pub resume_latency: Latency,
@@ -275,6 +283,7 @@ impl WsReport {
             m.closed_unexpectedly += p.closed_unexpectedly;
             m.matches_finished += p.matches_finished;
             m.resumes += p.resumes;
+            m.redirects += p.redirects;
             m.resume_snapshots += p.resume_snapshots;
             m.resume_failures += p.resume_failures;
             let _ = res_h.add(histogram_of(&p.resume_buckets));
@@ -359,8 +368,8 @@ impl WsReport {
             row(
                 "resumes",
                 format!(
-                    "replayed {}  snapshot {}  failed {}",
-                    self.resumes, self.resume_snapshots, self.resume_failures
+                    "replayed {}  snapshot {}  failed {}  via a redirect {}",
+                    self.resumes, self.resume_snapshots, self.resume_failures, self.redirects
                 ),
             );
             row("resume latency (ms)", self.resume_latency.describe());
@@ -427,6 +436,7 @@ struct Counters {
     resumes: AtomicU64,
     resume_snapshots: AtomicU64,
     resume_failures: AtomicU64,
+    redirects: AtomicU64,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -445,6 +455,8 @@ struct Shared {
     opts: WsOpts,
     server: SocketAddr,
     host: String,
+    /// `--resume-via`: the node resumes are sent to first.
+    via: Option<(SocketAddr, String)>,
     counters: Counters,
     action: Vec<Mutex<Hist>>,
     connect: Mutex<Histogram<u64>>,
@@ -516,13 +528,21 @@ async fn connect(shared: &Shared, i: usize) -> Result<(Ws, String), String> {
 
 /// A WebSocket for an existing session.
 async fn open_ws(shared: &Shared, i: usize, token: &str) -> Result<Ws, String> {
+    open_ws_to(shared, (shared.server, &shared.host), i, token).await
+}
+
+async fn open_ws_to(
+    shared: &Shared,
+    (server, host): (SocketAddr, &str),
+    i: usize,
+    token: &str,
+) -> Result<Ws, String> {
     let src = shared.source(i);
-    let stream = http::connect_from(shared.server, src)
+    let stream = http::connect_from(server, src)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let url = format!(
-        "ws://{}/v1/ws?token={token}&encoding={}",
-        shared.host,
+        "ws://{host}/v1/ws?token={token}&encoding={}",
         shared.opts.encoding.as_str()
     );
     // A small read buffer: tungstenite's default 128 KiB is zeroed on every
@@ -559,6 +579,8 @@ struct Client {
     match_id: Option<u64>,
     /// Resume scenario: when the `resume` in flight was sent.
     resuming: Option<Instant>,
+    /// A `redirect` to follow: the owner's URL.
+    redirect: Option<String>,
 }
 
 impl Client {
@@ -574,6 +596,7 @@ impl Client {
             out: Vec::new(),
             match_id: None,
             resuming: None,
+            redirect: None,
         }
     }
 
@@ -735,6 +758,10 @@ impl Client {
                     self.check = SeqCheck::starting_at(last_seq);
                 }
             }
+            ServerMsg::Redirect { url, .. } if self.resuming.is_some() => {
+                add(&c.redirects, 1);
+                self.redirect = Some(url);
+            }
             ServerMsg::Error { .. } if self.resuming.is_some() => {
                 self.resuming = None;
                 add(&c.resume_failures, 1);
@@ -841,7 +868,11 @@ async fn run_client(
                     let _ = ws.close(None).await;
                     client.inflight.clear();
                     client.seat = None;
-                    match open_ws(&shared, i, &token).await {
+                    let target = match &shared.via {
+                        Some((addr, host)) => (*addr, host.as_str()),
+                        None => (shared.server, shared.host.as_str()),
+                    };
+                    match open_ws_to(&shared, target, i, &token).await {
                         Ok(new) => {
                             ws = new;
                             client.resuming = Some(Instant::now());
@@ -886,6 +917,30 @@ async fn run_client(
                 if !clean && stopping.is_none() {
                     add(&c.closed, 1);
                 }
+            }
+        }
+        if let Some(url) = client.redirect.take() {
+            // Follow the redirect: a new socket to the owner, the same resume.
+            let _ = ws.close(None).await;
+            let resume = client
+                .match_id
+                .zip(client.check.last())
+                .map(|(match_id, last_seq)| ClientMsg::Resume { match_id, last_seq });
+            let opened = match resolve(&url) {
+                Ok((addr, host)) => open_ws_to(&shared, (addr, &host), i, &token).await,
+                Err(e) => Err(e),
+            };
+            match (opened, resume) {
+                (Ok(new), Some(resume)) => {
+                    ws = new;
+                    client.out.push(resume);
+                }
+                (Err(e), _) => {
+                    add(&c.resume_failures, 1);
+                    log_once(&e);
+                    clean = false;
+                }
+                (Ok(_), None) => clean = false,
             }
         }
         for msg in client.out.drain(..) {
@@ -955,10 +1010,12 @@ pub fn run(opts: WsOpts) -> Result<WsReport, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    let via = opts.resume_via.as_deref().map(resolve).transpose()?;
     let shared = Arc::new(Shared {
         opts: opts.clone(),
         server,
         host,
+        via,
         counters: Counters::default(),
         action: (0..HIST_SHARDS)
             .map(|_| {
@@ -1150,6 +1207,7 @@ async fn drive(shared: Arc<Shared>, threads: usize) -> Result<WsReport, String> 
         resumes: get(&c.resumes),
         resume_snapshots: get(&c.resume_snapshots),
         resume_failures: get(&c.resume_failures),
+        redirects: get(&c.redirects),
         resume_latency: Latency::of(&res_h),
         resume_buckets: buckets(&res_h),
         generator_cpu_cores: cpu,
