@@ -14,6 +14,7 @@ pub mod args;
 pub mod bot;
 pub mod cache_bench;
 pub mod check;
+pub mod failover;
 pub mod http;
 pub mod mailbox;
 pub mod plot;

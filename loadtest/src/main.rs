@@ -7,7 +7,7 @@ use loadtest::mailbox::{self, Workload};
 use loadtest::stages::Stages;
 use loadtest::threshold::{Comparison, Threshold};
 use loadtest::ws::{self, Scenario, WsReport};
-use loadtest::{cache_bench, plot, report};
+use loadtest::{cache_bench, failover, plot, report};
 use matchd_actors::protocol::codec::Encoding;
 
 const USAGE: &str = "\
@@ -19,6 +19,7 @@ USAGE:
   loadtest ws [options]        real WebSocket clients against a running node
   loadtest merge A.json B.json... [--json OUT] [--threshold T]... [--baseline F]
                                one report from several generators' reports
+  loadtest failover [options]  kill -9 a node mid-match, time the takeover
 
 mailbox options:
   --workload sandbox|tactics   default sandbox
@@ -28,6 +29,7 @@ mailbox options:
   --warmup D                   not measured (default 2s)
   --duration D                 measured (default 10s)
   --cache on|off               validation cache (default on)
+  --redis URL                  replicate every match to this Redis (loopback only)
   --encoding json|bincode      frames the clients receive (default json)
   --arbiters N                 match arbiters, 0 = one per core (default 0)
   --client-threads N           arbiters of the simulated clients, 0 = one per core
@@ -39,6 +41,7 @@ ws options:
                                (resume: fanout whose clients drop their socket
                                and resume on a new one; no event may be lost)
   --resume-every D             resume: each client about this often (default 5s)
+  --resume-via URL             resume: through this other node, following its redirect
   --clients N --duration D     a flat run (default 100 clients, 10s)
   --stages D:N,D:N,...         ramps instead, e.g. 10s:1000,30s:1000,10s:0
   --room K                     fanout seats per room (default 4)
@@ -54,6 +57,14 @@ ws options:
   --json FILE  --plot FILE.svg  --quiet on
 
   Exit code 1 when a threshold or the baseline check fails.
+
+failover options (a sandbox match on --url, whose process is killed):
+  --url URL --via URL          node A (killed) and node B (resumed on)
+  --redis URL --prefix P       the cluster's Redis and key prefix (default matchd:)
+  --kill-pid PID               node A's process
+  --retry D                    the client's resume retry interval (default 100ms)
+  --marks N                    marks before the kill (default 20)
+  Prints one JSON line: kill to lease expiry, expiry to resumed and to playing.
 
 cache options:
   --positions N                tactics positions (default 500)
@@ -73,6 +84,7 @@ fn main() {
         "cache" => run_cache(&argv[1..]),
         "ws" => run_ws(&argv[1..]),
         "merge" => run_merge(&argv[1..]),
+        "failover" => run_failover(&argv[1..]),
         "--help" | "-h" | "help" => {
             print!("{USAGE}");
             Ok(())
@@ -185,6 +197,31 @@ fn run_ws(argv: &[String]) -> Result<(), String> {
     raise_file_limit();
     let mut r = ws::run(opts)?;
     checks.apply(&mut r)
+}
+
+fn run_failover(argv: &[String]) -> Result<(), String> {
+    let args = Args::parse(argv).map_err(|e| e.to_string())?;
+    let need = |flag: &str| {
+        args.string(flag)
+            .ok_or_else(|| format!("--{flag} is required"))
+    };
+    let opts = failover::Opts {
+        url: need("url")?,
+        via: need("via")?,
+        redis: need("redis")?,
+        prefix: args.string("prefix").unwrap_or_else(|| "matchd:".into()),
+        kill_pid: need("kill-pid")?
+            .parse()
+            .map_err(|e| format!("--kill-pid: {e}"))?,
+        retry: args
+            .duration("retry", Duration::from_millis(100))
+            .map_err(fmt)?,
+        marks: args.get("marks", 20usize).map_err(fmt)?,
+    };
+    args.finish().map_err(fmt)?;
+    let r = failover::run(opts)?;
+    println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+    Ok(())
 }
 
 fn run_merge(argv: &[String]) -> Result<(), String> {

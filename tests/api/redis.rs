@@ -253,3 +253,79 @@ async fn without_redis_the_node_lists_itself() {
     let (_, ready) = app.get_json("/ready").await;
     assert_eq!(ready["checks"]["redis"]["configured"], false);
 }
+
+/// The lease is the fence: a node that lost it can neither append nor
+/// overwrite the snapshot, even with a stream id that would still fit.
+#[actix_rt::test]
+async fn a_stale_owner_can_never_write() {
+    use matchd_actors::affinity::connected_client;
+    use matchd_actors::replica::{
+        encode, Batch, Claim, MatchSnapshot, Replica, ReplicaConfig, ReplicaError, Write,
+    };
+    let redis = TestRedis::start();
+    let client = connected_client(&redis.url()).await.expect("connects");
+    let node = |id: &str| {
+        let cfg = ReplicaConfig {
+            prefix: "fence:".into(),
+            node_id: id.into(),
+            lease_ttl_ms: 60_000,
+            snapshot_ms: 1_000,
+        };
+        Replica::new(client.clone(), cfg)
+    };
+    let (a, b) = (node("node-a"), node("node-b"));
+    let snapshot = |batch: u64| MatchSnapshot {
+        match_id: 1,
+        ruleset: "sandbox".into(),
+        seq: 0,
+        batch,
+        seed: 0,
+        created_at_ms: 0,
+        players: vec![None; 8],
+        game: Vec::new(),
+    };
+    let with_snapshot = |batch: u64| Write {
+        snapshot: encode(&snapshot(batch)).map(|s| (batch, s)),
+        latest_batch: batch,
+        ..Write::default()
+    };
+    let append = |batch: u64| Write {
+        batch: encode(&Batch::default()).map(|b| (batch, b)),
+        latest_batch: batch,
+        ..Write::default()
+    };
+    let not_owner = |r: Result<(), ReplicaError>| matches!(r, Err(ReplicaError::NotOwner(_)));
+
+    // A creates the match (its first snapshot takes the lease) and appends.
+    a.write(1, with_snapshot(0)).await.expect("lease taken");
+    a.write(1, append(1)).await.expect("appended");
+    assert_eq!(b.claim(1).await, Ok(Claim::Theirs("node-a".into())));
+    assert!(not_owner(b.write(1, append(2)).await), "B holds no lease");
+    assert_eq!(b.claim(99).await, Ok(Claim::Unknown), "no copy, no claim");
+
+    // A's lease runs out (A is cut off); B takes the match over and goes on.
+    let port = redis.port;
+    let del = |key: &str| {
+        Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "DEL", key])
+            .output()
+            .expect("redis-cli runs");
+    };
+    del("fence:match:1:owner");
+    assert_eq!(b.claim(1).await, Ok(Claim::Ours));
+    b.write(1, append(2)).await.expect("the new owner appends");
+
+    // A comes back: refused, whatever it tries.
+    assert!(not_owner(a.write(1, append(2)).await));
+    assert!(not_owner(a.write(1, with_snapshot(1)).await));
+    del("fence:match:1:owner");
+    assert!(
+        not_owner(a.write(1, with_snapshot(1)).await),
+        "an expired lease is not retaken behind a newer writer"
+    );
+    a.release(1).await.expect("a no-op");
+    let stored = b.load(1).await.expect("loads").expect("present");
+    let ids: Vec<u64> = stored.batches.iter().map(|(n, _)| *n).collect();
+    assert_eq!(ids, vec![1, 2], "only the owners' batches");
+    assert_eq!(stored.snapshot.batch, 0, "A's stale snapshot never landed");
+}
