@@ -59,3 +59,52 @@ async fn a_silent_client_is_closed_within_the_timeout_and_its_seat_marked_discon
     // The live client answered every ping meanwhile and is still connected.
     live.ping(1).await;
 }
+
+#[actix_rt::test]
+async fn a_dead_clients_seat_is_freed_after_heartbeat_timeout_and_grace() {
+    let app = spawn_app_with(
+        |c| {
+            c.engine.heartbeat_ms = 100;
+            c.engine.client_timeout_ms = 400;
+            c.engine.seat_grace_ms = 300;
+        },
+        Catalog::builtin(),
+    );
+    let id = app.create_match("sandbox").await;
+    let mut live = app.player(Encoding::Json).await;
+    assert!(matches!(live.join(id).await, ServerMsg::Joined { .. }));
+    let mut dead = app.player(Encoding::Json).await;
+    assert!(matches!(
+        dead.join(id).await,
+        ServerMsg::Joined { seat: 1, .. }
+    ));
+    dead.answer_pings = false;
+    // Disconnected at the heartbeat timeout, then given up after the grace.
+    let (_, ()) = futures_util::join!(dead.expect_close(), async {
+        let mut disconnected = false;
+        live.recv_until(|m| match m {
+            ServerMsg::Event {
+                event: Event::PlayerDisconnected { seat: 1 },
+                ..
+            } => {
+                disconnected = true;
+                None
+            }
+            ServerMsg::Event {
+                event: Event::PlayerLeft { seat: 1 },
+                ..
+            } => {
+                assert!(disconnected, "left only after being disconnected");
+                Some(())
+            }
+            _ => None,
+        })
+        .await
+    });
+    // The seat is free for someone else.
+    let mut next = app.player(Encoding::Json).await;
+    assert!(matches!(
+        next.join(id).await,
+        ServerMsg::Joined { seat: 1, .. }
+    ));
+}
