@@ -1027,21 +1027,30 @@ impl MatchSession {
                     node_id: None,
                 };
                 let mut frames = EncodeOnce::new(&redirect);
-                let mut sent = 0u64;
-                for member in self.seats.iter().flatten() {
-                    if let Some((_, conn)) = &member.conn {
-                        conn.do_send(ToConn::Detached {
+                let members: Vec<(Recipient<ToConn>, ToConn)> = self
+                    .seats
+                    .iter()
+                    .flatten()
+                    .filter_map(|member| {
+                        let (_, conn) = member.conn.as_ref()?;
+                        let msg = ToConn::Detached {
                             match_id: id,
                             frame: Some(frames.get(member.encoding)),
-                        });
-                        sent += 1;
-                    }
-                }
-                metrics::counter!(m::REDIRECTS, "reason" => "handover").increment(sent);
-                log::info!(match_id = id, seq = self.seq; "match handed over; lease released");
+                        };
+                        Some((conn.clone(), msg))
+                    })
+                    .collect();
+                metrics::counter!(m::REDIRECTS, "reason" => "handover")
+                    .increment(members.len() as u64);
+                log::info!(match_id = id, seq = self.seq; "match handed over");
+                // The lease goes first, so the peer can take the match as
+                // soon as a redirected member asks it.
                 actix::spawn(async move {
                     if let Err(e) = replica.release(id).await {
                         log::warn!(match_id = id; "could not release the match lease: {e}");
+                    }
+                    for (conn, msg) in members {
+                        conn.do_send(msg);
                     }
                 });
             }

@@ -312,12 +312,18 @@ async fn replay(base: &str, id: u64) -> Vec<(u64, Event)> {
     let mut out = Vec::new();
     let mut after = 0;
     loop {
-        let (status, body) = get(
-            base,
-            &format!("/v1/matches/{id}/events?after={after}&limit=1000"),
-        )
+        let path = format!("/v1/matches/{id}/events?after={after}&limit=1000");
+        // After a Postgres restart the read pool reconnects on demand; on a
+        // starved CI box that may outlast the 1 s database timeout once.
+        let body = eventually("the read API to answer", DB_WAIT, || async {
+            let (status, body) = get(base, &path).await;
+            if status == 503 && body["error"]["code"] == "database_unavailable" {
+                return None;
+            }
+            assert_eq!(status, 200, "{body}");
+            Some(body)
+        })
         .await;
-        assert_eq!(status, 200, "{body}");
         let page: EventPage = serde_json::from_value(body).expect("page");
         out.extend(page.events.iter().map(|e| (e.seq, e.event.clone())));
         match page.next_after {
