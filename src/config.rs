@@ -630,6 +630,24 @@ mod tests {
     }
 
     #[test]
+    fn ops_alerts_use_metrics_that_exist() {
+        let rules = include_str!("../ops/prometheus/alerts.yml");
+        let mut checked = 0;
+        for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if !word.starts_with("matchd_") {
+                continue;
+            }
+            let name = word.strip_suffix("_bucket").unwrap_or(word);
+            assert!(
+                matchd_actors::metrics::ALL.contains(&name),
+                "ops/prometheus/alerts.yml uses {name}, which matchd does not export"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 10, "{checked} metric references");
+    }
+
+    #[test]
     fn readme_lists_every_metric() {
         let readme = include_str!("../README.md");
         for name in matchd_actors::metrics::ALL {

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::pg::{eventually, free_port};
 use crate::redis::TestRedis;
-use crate::support::{deploy_hand, Closed, TempDir, WsClient, WAIT};
+use crate::support::{deploy_hand, ended_result, Closed, TempDir, WsClient, WAIT};
 
 const ADMIN_KEY: &str = "cluster-test-key";
 /// Lease and registration lifetimes of the test nodes: a dead node's
@@ -483,12 +483,7 @@ async fn kill_9_of_the_owner_moves_the_match_without_a_gap() {
     })
     .await;
     p2.act(Action::Concede).await;
-    let ended = p1
-        .recv_until(|m| match m {
-            ServerMsg::Ended { result, .. } => Some(result.clone()),
-            _ => None,
-        })
-        .await;
+    let ended = p1.recv_until(ended_result).await;
     assert_eq!(ended.reason, "concede");
     assert_eq!(ended.winner, Some(0));
     p2.recv_until(|m| matches!(m, ServerMsg::Ended { .. }).then_some(()))
@@ -511,6 +506,63 @@ async fn kill_9_of_the_owner_moves_the_match_without_a_gap() {
     .await;
 }
 
+/// Drains `node` while `players` play `id`: each is redirected to `to`,
+/// resumes there with nothing lost, and `node` exits by itself.
+async fn drain_to(node: &mut Node, to: &Node, id: u64, players: [&mut Player; 2]) {
+    assert_eq!(
+        post(&node.base(), "/admin/drain", Some(ADMIN_KEY)).await,
+        202
+    );
+    for p in players {
+        let url = p
+            .recv_until(|m| match m {
+                ServerMsg::Redirect { match_id, url, .. } if *match_id == id => Some(url.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(url, to.ws_url(), "sent to the peer");
+        let (landed, replayed) = p.resume(&base_of(&url), id, WAIT).await;
+        assert_eq!(landed, to.base());
+        assert!(replayed);
+    }
+    let status = node.exited(Duration::from_secs(20)).await;
+    assert!(status.success(), "a drained node exits cleanly: {status}");
+}
+
+#[actix_rt::test]
+async fn a_rolling_restart_moves_the_match_twice_without_loss() {
+    let redis = TestRedis::start();
+    let dir = TempDir::new("cluster-rolling");
+    let mut a = Node::start(&redis, "t5:", "node-a", dir.path()).await;
+    let mut b = Node::start(&redis, "t5:", "node-b", dir.path()).await;
+    let mut p1 = Player::new(&a.base()).await;
+    let id = p1.join(None, Some("tactics")).await;
+    let mut p2 = Player::new(&a.base()).await;
+    p2.join(Some(id), None).await;
+    // A restarts: its match goes to B. Then B restarts: back to the new A.
+    drain_to(&mut a, &b, id, [&mut p1, &mut p2]).await;
+    let a2 = Node::start(&redis, "t5:", "node-a2", dir.path()).await;
+    let before = board(&mut p1).await;
+    drain_to(&mut b, &a2, id, [&mut p1, &mut p2]).await;
+    assert_eq!(board(&mut p1).await, before, "the state made both moves");
+    // Still one game with one numbering: ready, battle, concede.
+    p1.act(Action::Ready).await;
+    p2.act(Action::Ready).await;
+    p1.recv_until(|m| {
+        matches!(m, ServerMsg::Event { event: Event::Phase { phase }, .. } if phase == "battle")
+            .then_some(())
+    })
+    .await;
+    p1.act(Action::Concede).await;
+    for p in [&mut p1, &mut p2] {
+        let result = p.recv_until(ended_result).await;
+        assert_eq!(
+            (result.reason.as_str(), result.winner),
+            ("concede", Some(1))
+        );
+    }
+}
+
 #[actix_rt::test]
 async fn a_drain_hands_every_match_to_a_peer() {
     let redis = TestRedis::start();
@@ -528,27 +580,13 @@ async fn a_drain_hands_every_match_to_a_peer() {
     }
     p2.catch_up(last).await;
 
-    assert_eq!(post(&a.base(), "/admin/drain", Some(ADMIN_KEY)).await, 202);
-    for p in [&mut p1, &mut p2] {
-        let url = p
-            .recv_until(|m| match m {
-                ServerMsg::Redirect { match_id, url, .. } if *match_id == id => Some(url.clone()),
-                _ => None,
-            })
-            .await;
-        assert_eq!(url, b.ws_url(), "sent to the peer");
-        let (landed, replayed) = p.resume(&base_of(&url), id, WAIT).await;
-        assert_eq!(landed, b.base());
-        assert!(replayed);
-    }
+    drain_to(&mut a, &b, id, [&mut p1, &mut p2]).await;
     // Play goes on at B with the same numbering.
     for _ in 0..3 {
         let seq = p2.mark().await;
         p1.catch_up(seq).await;
     }
     assert!(p1.seq > last);
-    let status = a.exited(Duration::from_secs(20)).await;
-    assert!(status.success(), "a drained node exits cleanly: {status}");
     let (status, summary) = get(&b.base(), &format!("/v1/matches/{id}"))
         .await
         .expect("B answers");
@@ -590,12 +628,7 @@ async fn operator_messages_reach_the_node_that_holds_the_target() {
     let body = serde_json::json!({ "reason": "cheating" });
     let path = format!("/admin/matches/{m2}/end");
     assert_eq!(admin(&a.base(), &path, Some(ADMIN_KEY), body).await.0, 202);
-    let result = p2
-        .recv_until(|m| match m {
-            ServerMsg::Ended { result, .. } => Some(result.clone()),
-            _ => None,
-        })
-        .await;
+    let result = p2.recv_until(ended_result).await;
     assert_eq!(result.reason, "cheating");
 
     let body = serde_json::json!({ "player_id": p2.player_id, "reason": "abuse" });

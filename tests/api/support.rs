@@ -189,6 +189,14 @@ impl TestApp {
     }
 }
 
+/// For `recv_until`: the result of an `ended` frame.
+pub fn ended_result(m: &ServerMsg) -> Option<matchd_actors::protocol::MatchResult> {
+    match m {
+        ServerMsg::Ended { result, .. } => Some(result.clone()),
+        _ => None,
+    }
+}
+
 /// What a WebSocket helper got instead of a message.
 #[derive(Debug, PartialEq)]
 pub enum Closed {

@@ -1,7 +1,7 @@
 use matchd_actors::protocol::codec::Encoding;
 use matchd_actors::protocol::{Action, ClientMsg, Event, ServerMsg, State};
 
-use crate::support::{deploy_hand, spawn_app, WsClient};
+use crate::support::{deploy_hand, ended_result, spawn_app, WsClient};
 
 /// Every frame a player receives from `joined` to `ended`, checked for seq order.
 struct Log {
@@ -208,12 +208,7 @@ async fn conceding_ends_the_match_for_the_other_seat() {
     })
     .await;
     for p in [&mut a, &mut b] {
-        let result = p
-            .recv_until(|m| match m {
-                ServerMsg::Ended { result, .. } => Some(result.clone()),
-                _ => None,
-            })
-            .await;
+        let result = p.recv_until(ended_result).await;
         assert_eq!(
             (result.winner, result.reason.as_str()),
             (Some(0), "concede")
