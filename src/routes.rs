@@ -184,6 +184,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(not_allowed()),
     )
     .service(
+        web::resource("/v1/sessions/current")
+            .route(web::get().to(current_session))
+            .default_service(not_allowed()),
+    )
+    .service(
         web::resource("/v1/matches")
             .route(web::post().to(create_match))
             .route(web::get().to(list_matches))
@@ -263,6 +268,65 @@ async fn create_session(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
         token: s.token,
         player_id: s.player_id,
     }))
+}
+
+/// Where a session's player is: `match` is the seat it holds (on this node
+/// or, with Redis, on any node), `null` when it holds none.
+async fn current_session(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<WsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let token = bearer_token(&req, query.token.as_deref()).ok_or(ApiError::Unauthorized)?;
+    let player_id = state
+        .sessions
+        .player_shared(token)
+        .await
+        .ok_or(ApiError::Unauthorized)?;
+    let redis = |e: String| ApiError::Redis(AffinityError::Redis(e));
+    let engine = &state.engine;
+    let seat = engine
+        .seat_of(player_id)
+        .await
+        .map_err(|e| redis(e.to_string()))?;
+    let at = match seat {
+        None => serde_json::Value::Null,
+        Some((match_id, seat)) => {
+            let (node_id, url) = if engine.lookup(match_id).is_some() {
+                (
+                    Some(engine.cfg.node_id.clone()),
+                    Some(state.advertise_url.clone()),
+                )
+            } else if let Some(replica) = &engine.replica {
+                let owner = replica
+                    .owner(match_id)
+                    .await
+                    .map_err(|e| redis(e.to_string()))?;
+                let url = match &owner {
+                    Some(o) => replica
+                        .node_url(o)
+                        .await
+                        .map_err(|e| redis(e.to_string()))?,
+                    None => None,
+                };
+                (owner, url)
+            } else {
+                (None, None)
+            };
+            serde_json::json!({ "match_id": match_id, "seat": seat, "node_id": node_id, "url": url })
+        }
+    };
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "player_id": player_id, "match": at })))
+}
+
+/// The session token of a request: `Authorization: Bearer`, else `?token=`.
+fn bearer_token<'a>(req: &'a HttpRequest, query: Option<&'a str>) -> Option<&'a str> {
+    req.headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .or(query)
 }
 
 #[derive(Deserialize)]
@@ -605,15 +669,7 @@ async fn websocket(
     query: web::Query<WsQuery>,
     stream: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let bearer = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let token = bearer
-        .or(query.token.as_deref())
-        .ok_or(ApiError::Unauthorized)?;
+    let token = bearer_token(&req, query.token.as_deref()).ok_or(ApiError::Unauthorized)?;
     let player_id = state
         .sessions
         .player_shared(token)

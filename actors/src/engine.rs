@@ -12,10 +12,10 @@ use dashmap::DashMap;
 use crate::config::EngineConfig;
 use crate::connection::ToConn;
 use crate::match_session::RebuildError;
-use crate::protocol::{MatchId, PlayerId};
+use crate::protocol::{MatchId, PlayerId, Seat};
 use crate::registry::{
-    CreateMatch, Directory, EngineError, GetStats, MatchEntry, QuickJoin, Registry, RegistryStats,
-    RestoreError, RestoreMatch,
+    CreateMatch, Directory, EngineError, GetStats, MatchEntry, PlayerSeats, QuickJoin, Registry,
+    RegistryStats, RestoreError, RestoreMatch,
 };
 use crate::replica::{Claim, Replica, ReplicaError};
 use crate::rules::Catalog;
@@ -37,6 +37,8 @@ pub struct Engine {
     /// Every open connection, by connection id: the targets of operator
     /// kicks and broadcasts.
     pub connections: Arc<DashMap<u64, (PlayerId, Recipient<ToConn>)>>,
+    /// Who holds a seat in which of this node's matches.
+    pub seats: PlayerSeats,
 }
 
 /// Where a match is, as [`Engine::locate`] found it.
@@ -116,9 +118,11 @@ impl Engine {
     ) -> Self {
         let cfg = Arc::new(cfg);
         let directory = Directory::default();
+        let seats = PlayerSeats::default();
         let registry = Registry::new(cfg.clone(), catalog.clone(), directory.clone())
             .with_persist(persist)
             .with_replica(replica.clone())
+            .with_seats(seats.clone())
             .start();
         Self {
             registry,
@@ -128,6 +132,7 @@ impl Engine {
             draining: Arc::default(),
             replica,
             connections: Arc::default(),
+            seats,
         }
     }
 
@@ -207,6 +212,18 @@ impl Engine {
     /// The directory entry of a live match, read without messaging anyone.
     pub fn lookup(&self, id: MatchId) -> Option<MatchEntry> {
         self.directory.get(&id).map(|e| e.value().clone())
+    }
+
+    /// The seat `player` holds, in a match of this node or (with Redis) of
+    /// any node: `(match_id, seat)`.
+    pub async fn seat_of(&self, player: PlayerId) -> Result<Option<(MatchId, Seat)>, LocateError> {
+        if let Some(found) = self.seats.get(&player).map(|e| *e.value()) {
+            return Ok(Some(found));
+        }
+        match &self.replica {
+            Some(replica) => Ok(replica.seat_of(player).await?),
+            None => Ok(None),
+        }
     }
 
     /// Every live match, ordered by id.

@@ -24,7 +24,7 @@ use crate::protocol::codec::{encode, EncodeOnce, Encoding, Out, SharedReply};
 use crate::protocol::{
     Action, Event, MatchId, MatchResult, PlayerId, Query, Seat, SeatView, ServerMsg,
 };
-use crate::registry::{MatchInfo, MatchStopped};
+use crate::registry::{MatchInfo, MatchStopped, PlayerSeats};
 pub use crate::replica::Recorded;
 use crate::replica::{self as repl, Batch, Input, MatchSnapshot, Replica, ReplicaError, Stored};
 use crate::rules::{Game, Outcome, Rejection, Ruleset};
@@ -355,6 +355,7 @@ pub struct MatchSession {
     dropped: Vec<Seat>,
     persist: Option<Recipient<Persist>>,
     seed: u64,
+    player_seats: PlayerSeats,
     repl: Option<Repl>,
     /// Rebuilt from Redis rather than created here.
     restored: bool,
@@ -374,6 +375,8 @@ pub struct MatchSpec {
     pub persist: Option<Recipient<Persist>>,
     /// Redis replication for failover; `None` when the node runs alone.
     pub replica: Option<Replica>,
+    /// The node's `player -> seat` map, kept up to date by the match.
+    pub seats: PlayerSeats,
 }
 
 impl MatchSession {
@@ -410,6 +413,7 @@ impl MatchSession {
             dropped: Vec::new(),
             persist: spec.persist,
             seed: spec.seed,
+            player_seats: spec.seats,
             repl,
             restored: false,
             moved: false,
@@ -430,6 +434,11 @@ impl MatchSession {
                 encoding: Encoding::Json,
                 disconnected_at: Some(now),
             });
+        }
+        for (i, member) in me.seats.iter().enumerate() {
+            if let Some(m) = member {
+                me.player_seats.insert(m.player_id, (me.id, i as Seat));
+            }
         }
         me.seq = rebuilt.seq;
         me.ring = rebuilt.ring;
@@ -505,6 +514,30 @@ impl MatchSession {
         match self.repl.as_mut().filter(|r| !r.degraded) {
             Some(r) => r.open.push(Outgoing::Control(conn, msg)),
             None => conn.do_send(msg),
+        }
+    }
+
+    /// `player` holds `seat` here: in the node's map and, with Redis, in
+    /// `{prefix}player:{id}` for every node.
+    fn seat_taken(&self, player: PlayerId, seat: Seat) {
+        self.player_seats.insert(player, (self.id, seat));
+        if let Some(r) = &self.repl {
+            let (replica, id) = (r.replica.clone(), self.id);
+            actix::spawn(async move {
+                let _ = replica.set_seat(player, id, seat).await;
+            });
+        }
+    }
+
+    /// `player` no longer holds a seat here.
+    fn seat_freed(&self, player: PlayerId, in_redis: bool) {
+        let id = self.id;
+        self.player_seats.remove_if(&player, |_, (m, _)| *m == id);
+        if let Some(r) = self.repl.as_ref().filter(|_| in_redis) {
+            let replica = r.replica.clone();
+            actix::spawn(async move {
+                let _ = replica.clear_seat(player, id).await;
+            });
         }
     }
 
@@ -1104,14 +1137,10 @@ impl MatchSession {
 
     /// Frees a seat for good and tells the ruleset.
     fn vacate(&mut self, ctx: &mut Context<Self>, seat: Seat) {
-        if self
-            .seats
-            .get_mut(seat as usize)
-            .and_then(Option::take)
-            .is_none()
-        {
+        let Some(member) = self.seats.get_mut(seat as usize).and_then(Option::take) else {
             return;
-        }
+        };
+        self.seat_freed(member.player_id, true);
         self.broadcast(None, vec![Event::PlayerLeft { seat }]);
         self.record(Input::SeatLeft { seat });
         if let Some(outcome) = self.guarded(ctx, "seat_left", |g| g.seat_left(seat)) {
@@ -1223,6 +1252,12 @@ impl Actor for MatchSession {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        // An ended match frees its seats everywhere; one that moved or
+        // stopped with the node keeps them in Redis for its next owner.
+        let players: Vec<PlayerId> = self.seats.iter().flatten().map(|m| m.player_id).collect();
+        for player in players {
+            self.seat_freed(player, self.ended);
+        }
         if !self.ended && !self.moved {
             // Stopped without a result (the system is shutting down): tell members.
             for member in self.seats.iter().flatten() {
@@ -1290,6 +1325,7 @@ impl Handler<Join> for MatchSession {
             });
         }
         self.empty_since = None;
+        self.seat_taken(msg.player_id, seat_id);
         // What the client gets first: `resumed` followed by the events it
         // missed, when the ring buffer still holds them all, else the
         // `joined` snapshot. Both go through the same mailbox as the events

@@ -21,7 +21,7 @@ use dashmap::DashMap;
 use crate::config::EngineConfig;
 use crate::match_session::{rebuild, Handover, MatchSession, MatchSpec, RebuildError};
 use crate::metrics as m;
-use crate::protocol::MatchId;
+use crate::protocol::{MatchId, PlayerId, Seat};
 use crate::replica::{Replica, Stored};
 use crate::rules::Catalog;
 use crate::validation_cache::{CacheStats, GetCacheStats, ValidationCache};
@@ -50,6 +50,10 @@ pub struct MatchEntry {
 /// `match_id -> entry`, readable from any thread. Never hold a `Ref` into it
 /// across another call on the map (dashmap may deadlock): clone out.
 pub type Directory = Arc<DashMap<MatchId, MatchEntry>>;
+
+/// `player_id -> (match_id, seat)` for the seats held in this node's
+/// matches (connected or not), kept by the matches.
+pub type PlayerSeats = Arc<DashMap<PlayerId, (MatchId, Seat)>>;
 
 /// Errors of the engine layer, each with a stable code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,6 +146,7 @@ pub struct Registry {
     next_arbiter: usize,
     persist: Option<Recipient<Persist>>,
     replica: Option<Replica>,
+    seats: PlayerSeats,
 }
 
 impl Registry {
@@ -155,7 +160,14 @@ impl Registry {
             next_arbiter: 0,
             persist: None,
             replica: None,
+            seats: PlayerSeats::default(),
         }
+    }
+
+    /// The map in which matches record who holds which seat.
+    pub fn with_seats(mut self, seats: PlayerSeats) -> Self {
+        self.seats = seats;
+        self
     }
 
     /// Every match this registry creates or restores keeps a copy in Redis.
@@ -227,6 +239,7 @@ impl Registry {
             registry: ctx.address().recipient(),
             persist: self.persist.clone(),
             replica: self.replica.clone(),
+            seats: self.seats.clone(),
         };
         let make = move || match rebuilt {
             Some(rebuilt) => MatchSession::restored(spec, rebuilt),

@@ -232,6 +232,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1], 
 return 0
 "#;
 
+/// Deletes a player's seat record if it names this match. KEYS: player
+/// key. ARGV: "{match_id}:".
+const CLEAR_SEAT_LUA: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
 /// The snapshot and every stream entry, flattened: snap, id, bytes, id, bytes...
 const LOAD_LUA: &str = r#"
 local out = {redis.call('GET', KEYS[1])}
@@ -301,6 +309,7 @@ struct Scripts {
     release: Script,
     forget: Script,
     load: Script,
+    clear_seat: Script,
 }
 
 /// The handle every match of a replicated node holds; cheap to clone.
@@ -331,6 +340,7 @@ impl Replica {
                 release: Script::from_lua(RELEASE_LUA),
                 forget: Script::from_lua(FORGET_LUA),
                 load: Script::from_lua(LOAD_LUA),
+                clear_seat: Script::from_lua(CLEAR_SEAT_LUA),
             }),
             write_seconds: metrics::histogram!(m::REPLICA_WRITE_SECONDS),
             lease_failures: metrics::counter!(m::LEASE_FAILURES),
@@ -463,6 +473,56 @@ impl Replica {
             .get(self.key(id, "owner"))
             .await
             .map_err(ReplicaError::from_redis)
+    }
+
+    /// Records that `player` holds `seat` in match `id` (session affinity:
+    /// any node can tell a returning player where its game is).
+    pub async fn set_seat(
+        &self,
+        player: PlayerId,
+        id: MatchId,
+        seat: Seat,
+    ) -> Result<(), ReplicaError> {
+        self.client
+            .set::<(), _, _>(
+                self.player_key(player),
+                format!("{id}:{seat}"),
+                Some(fred::types::Expiration::PX(RETENTION_MS as i64)),
+                None,
+                false,
+            )
+            .await
+            .map_err(ReplicaError::from_redis)
+    }
+
+    /// `player` left match `id`: forget its seat unless it sits elsewhere now.
+    pub async fn clear_seat(&self, player: PlayerId, id: MatchId) -> Result<(), ReplicaError> {
+        let keys = vec![self.player_key(player)];
+        let args: Vec<Value> = vec![format!("{id}:").into()];
+        let _: i64 = self
+            .scripts
+            .clear_seat
+            .evalsha_with_reload(&self.client, keys, args)
+            .await
+            .map_err(ReplicaError::from_redis)?;
+        Ok(())
+    }
+
+    /// The match and seat `player` holds, on any node.
+    pub async fn seat_of(&self, player: PlayerId) -> Result<Option<(MatchId, Seat)>, ReplicaError> {
+        let raw: Option<String> = self
+            .client
+            .get(self.player_key(player))
+            .await
+            .map_err(ReplicaError::from_redis)?;
+        Ok(raw.and_then(|v| {
+            let (id, seat) = v.split_once(':')?;
+            Some((id.parse().ok()?, seat.parse().ok()?))
+        }))
+    }
+
+    fn player_key(&self, player: PlayerId) -> String {
+        format!("{}player:{player}", self.cfg.prefix)
     }
 
     /// The WebSocket URL node `node_id` registered, if it is registered.

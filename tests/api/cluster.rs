@@ -393,6 +393,19 @@ async fn a_match_is_reached_through_any_node() {
         other => panic!("expected a redirect, got {other:?}"),
     }
 
+    // Any node tells a session where its player sits.
+    let (status, at) = get(
+        &b.base(),
+        &format!("/v1/sessions/current?token={}", p2.token),
+    )
+    .await
+    .expect("B answers");
+    assert_eq!(status, 200, "{at}");
+    assert_eq!(at["match"]["match_id"], id);
+    assert_eq!(at["match"]["seat"], 1);
+    assert_eq!(at["match"]["node_id"], a.id.as_str());
+    assert_eq!(at["match"]["url"], a.ws_url().as_str());
+
     // p2 drops; p1 plays on; p2 comes back through B, with a token made on
     // A, is sent to A and gets exactly the events it missed.
     p2.ws = Player::connect(&b.base(), &p2.token).await.expect("B");

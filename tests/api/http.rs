@@ -125,3 +125,41 @@ async fn health_ready_and_metrics() {
         assert!(text.contains(name), "metrics lack {name}:\n{text}");
     }
 }
+
+#[actix_rt::test]
+async fn a_session_tells_where_its_player_sits() {
+    use matchd_actors::protocol::{ClientMsg, ServerMsg};
+
+    use crate::support::WsClient;
+
+    let app = spawn_app();
+    let s = app.new_session().await;
+    let path = format!("/v1/sessions/current?token={}", s.token);
+    let (status, body) = app.get_json(&path).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["player_id"], s.player_id);
+    assert_eq!(body["match"], serde_json::Value::Null);
+
+    let id = app.create_match("sandbox").await;
+    let mut ws = WsClient::connect(&app, &s.token, Encoding::Json).await;
+    assert!(matches!(ws.recv().await, ServerMsg::Welcome { .. }));
+    assert!(matches!(
+        ws.join(id).await,
+        ServerMsg::Joined { seat: 0, .. }
+    ));
+    let (_, body) = app.get_json(&path).await;
+    assert_eq!(body["match"]["match_id"], id);
+    assert_eq!(body["match"]["seat"], 0);
+    assert_eq!(body["match"]["node_id"], "test-node");
+    assert!(body["match"]["url"]
+        .as_str()
+        .is_some_and(|u| u.ends_with("/v1/ws")));
+
+    ws.send(&ClientMsg::Leave).await;
+    ws.recv_until(|m| matches!(m, ServerMsg::Left { .. }).then_some(()))
+        .await;
+    let (_, body) = app.get_json(&path).await;
+    assert_eq!(body["match"], serde_json::Value::Null, "{body}");
+    let (status, _) = app.get_json("/v1/sessions/current?token=forged").await;
+    assert_eq!(status, 401);
+}
