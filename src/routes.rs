@@ -14,6 +14,7 @@ use matchd_actors::connection::Connection;
 use matchd_actors::control::{self, ControlMsg};
 use matchd_actors::metrics as m;
 use matchd_actors::protocol::codec::Encoding;
+use matchd_actors::protocol::PlayerId;
 use matchd_actors::registry::{EngineError, MatchEntry};
 use matchd_actors::store::{PlayerStats, Store, StoreError, StoredMatch};
 use matchd_actors::writer::{BreakerState, GetWriterStats, PersistenceWriter};
@@ -277,12 +278,7 @@ async fn current_session(
     req: HttpRequest,
     query: web::Query<WsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let token = bearer_token(&req, query.token.as_deref()).ok_or(ApiError::Unauthorized)?;
-    let player_id = state
-        .sessions
-        .player_shared(token)
-        .await
-        .ok_or(ApiError::Unauthorized)?;
+    let player_id = authenticate(&state, &req, query.token.as_deref()).await?;
     let redis = |e: String| ApiError::Redis(AffinityError::Redis(e));
     let engine = &state.engine;
     let seat = engine
@@ -319,14 +315,26 @@ async fn current_session(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "player_id": player_id, "match": at })))
 }
 
-/// The session token of a request: `Authorization: Bearer`, else `?token=`.
-fn bearer_token<'a>(req: &'a HttpRequest, query: Option<&'a str>) -> Option<&'a str> {
-    req.headers()
+/// The player of a request's session token (`Authorization: Bearer`, else
+/// `?token=`), known here or, with Redis, made on another node.
+async fn authenticate(
+    state: &AppState,
+    req: &HttpRequest,
+    query: Option<&str>,
+) -> Result<PlayerId, ApiError> {
+    let token = req
+        .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .or(query)
+        .ok_or(ApiError::Unauthorized)?;
+    state
+        .sessions
+        .player_shared(token)
+        .await
+        .ok_or(ApiError::Unauthorized)
 }
 
 #[derive(Deserialize)]
@@ -669,12 +677,7 @@ async fn websocket(
     query: web::Query<WsQuery>,
     stream: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let token = bearer_token(&req, query.token.as_deref()).ok_or(ApiError::Unauthorized)?;
-    let player_id = state
-        .sessions
-        .player_shared(token)
-        .await
-        .ok_or(ApiError::Unauthorized)?;
+    let player_id = authenticate(&state, &req, query.token.as_deref()).await?;
     let encoding = match query.encoding.as_deref() {
         None => Encoding::Json,
         Some(e) => Encoding::parse(e).ok_or_else(|| ApiError::InvalidEncoding(e.into()))?,
