@@ -173,7 +173,8 @@ struct Repl {
     /// The last write failed for want of Redis: frames go out without
     /// waiting and only snapshots are tried, until one succeeds.
     degraded: bool,
-    last_write: Instant,
+    /// When the lease was last renewed (appends do not renew it).
+    last_renew: Instant,
     stop_after: Option<StopAfterWrite>,
 }
 
@@ -192,7 +193,7 @@ impl Repl {
             snapshot_due: true,
             renew_due: false,
             degraded: false,
-            last_write: Instant::now(),
+            last_renew: Instant::now(),
             stop_after: None,
         }
     }
@@ -937,6 +938,8 @@ impl MatchSession {
             write.trim_below = Some(r.prev_snap_batch.min(r.snap_batch) + 1);
         }
         write.latest_batch = r.batch_no;
+        write.renew = r.renew_due || write.snapshot.is_some();
+        let renewing = write.renew;
         let wrote_snapshot = write.snapshot.as_ref().map(|(n, _)| *n);
         r.snapshot_due = false;
         r.renew_due = false;
@@ -944,10 +947,15 @@ impl MatchSession {
         r.sealed = std::mem::take(&mut r.open);
         let replica = r.replica.clone();
         let fut = async move { replica.write(id, write).await };
-        ctx.spawn(
-            fut.into_actor(self)
-                .map(move |res, act, ctx| act.written(ctx, res, wrote_snapshot)),
-        );
+        let sent = Instant::now();
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            if let (Ok(()), Some(r)) = (&res, act.repl.as_mut()) {
+                if renewing {
+                    r.last_renew = sent;
+                }
+            }
+            act.written(ctx, res, wrote_snapshot)
+        }));
     }
 
     fn written(
@@ -960,7 +968,6 @@ impl MatchSession {
             return;
         };
         r.in_flight = false;
-        r.last_write = Instant::now();
         match res {
             Ok(()) => {
                 if r.degraded {
@@ -1207,7 +1214,8 @@ impl Actor for MatchSession {
             let renew_every = Duration::from_millis((cfg.lease_ttl_ms / 3).max(10));
             ctx.run_interval(renew_every, move |act, ctx| {
                 if let Some(r) = act.repl.as_mut() {
-                    if r.last_write.elapsed() >= renew_every {
+                    // A degraded match renews nothing: it retries its snapshot.
+                    if r.last_renew.elapsed() >= renew_every {
                         // Degraded: only a full snapshot can make the copy whole.
                         if r.degraded {
                             r.snapshot_due = true;

@@ -106,7 +106,7 @@ pub struct Stored {
     pub batches: Vec<(u64, Batch)>,
 }
 
-/// One write of a match: any of a batch, a snapshot, and always a lease renewal.
+/// One write of a match: a batch, a snapshot, a lease renewal, or several.
 #[derive(Debug, Default)]
 pub struct Write {
     pub batch: Option<(u64, Vec<u8>)>,
@@ -116,6 +116,8 @@ pub struct Write {
     pub trim_below: Option<u64>,
     /// The match's latest batch number (guards a lease retaken after expiry).
     pub latest_batch: u64,
+    /// Renew the lease (a snapshot always does).
+    pub renew: bool,
 }
 
 impl Write {
@@ -167,16 +169,17 @@ pub enum Claim {
 /// The writes of many matches in one round trip, each checking its lease
 /// first. ARGV: node id, lease ttl ms, retention ms, then per write: batch
 /// id or "", batch bytes, snapshot bytes or "", trim min id or "", latest
-/// batch number. KEYS per write: owner, log, snap. Returns one entry per
-/// write: 1, or "NOTOWNER <owner>".
+/// batch number, "1" to renew the lease. KEYS per write: owner, log, snap.
+/// Returns one entry per write: 1, or "NOTOWNER <owner>".
 const WRITE_LUA: &str = r#"
 local me, ttl, keep = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
 for i = 0, #KEYS / 3 - 1 do
   local owner_key, log, snap = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
-  local a = i * 5 + 4
+  local a = i * 6 + 4
   local id, batch, image, trim, latest = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local owner = redis.call('GET', owner_key)
+  local renew = ARGV[a + 5] == '1'
   local refused = nil
   if owner ~= me then
     if owner or image == '' then
@@ -198,11 +201,15 @@ for i = 0, #KEYS / 3 - 1 do
     out[#out + 1] = refused
   else
     if image ~= '' then
-      redis.call('SET', snap, image, 'PX', keep)
+      redis.call('SET', snap, image)
       if trim ~= '' then redis.call('XTRIM', log, 'MINID', trim) end
+    end
+    if renew or image ~= '' then
+      -- The lease, and the copy's retention with it.
+      redis.call('SET', owner_key, me, 'PX', ttl)
+      redis.call('PEXPIRE', snap, keep)
       redis.call('PEXPIRE', log, keep)
     end
-    redis.call('SET', owner_key, me, 'PX', ttl)
     out[#out + 1] = 1
   end
 end
@@ -382,7 +389,7 @@ impl Replica {
         let started = Instant::now();
         let n = writes.len();
         let mut keys = Vec::with_capacity(n * 3);
-        let mut args: Vec<Value> = Vec::with_capacity(3 + n * 5);
+        let mut args: Vec<Value> = Vec::with_capacity(3 + n * 6);
         args.push(self.cfg.node_id.as_str().into());
         args.push((self.cfg.lease_ttl_ms as i64).into());
         args.push((RETENTION_MS as i64).into());
@@ -410,6 +417,7 @@ impl Replica {
                     .into(),
             );
             args.push((w.latest_batch as i64).into());
+            args.push(if w.renew { "1" } else { "0" }.into());
         }
         let res: Result<Vec<Value>, _> = self
             .scripts

@@ -370,6 +370,17 @@ async fn a_match_is_reached_through_any_node() {
         p2.catch_up(seq).await;
     }
 
+    // An idle match keeps its lease: for three lease lifetimes nobody
+    // plays, and B keeps naming A as the owner.
+    let idle_until = Instant::now() + Duration::from_millis(3 * TTL_MS);
+    while Instant::now() < idle_until {
+        let (status, summary) = get(&b.base(), &format!("/v1/matches/{id}"))
+            .await
+            .expect("B answers");
+        assert_eq!((status, &summary["node_id"]), (200, &Value::from("node-a")));
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Node B knows the owner: the HTTP API and a join both point to A.
     let (status, summary) = get(&b.base(), &format!("/v1/matches/{id}"))
         .await
