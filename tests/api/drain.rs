@@ -131,3 +131,73 @@ async fn a_drain_finishes_running_matches_refuses_new_ones_and_stops_the_node() 
     }
     assert!(stopped, "the drained node stopped");
 }
+
+async fn admin(app: &TestApp, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut res = app
+        .client()
+        .post(app.url(path))
+        .insert_header(("Authorization", "Bearer k3y"))
+        .insert_header(("Content-Type", "application/json"))
+        .send_body(body.to_string())
+        .await
+        .expect("POST");
+    let body = res.body().await.expect("body");
+    (
+        res.status().as_u16(),
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Without Redis the control endpoints act on this node alone.
+#[actix_rt::test]
+async fn operators_kick_end_and_broadcast_on_a_lone_node() {
+    let app = spawn_app_with(
+        |c| c.admin_key = Some(Secret("k3y".into())),
+        Catalog::builtin(),
+    );
+    let id = app.create_match("sandbox").await;
+    let mut a = app.player(Encoding::Json).await;
+    assert!(matches!(a.join(id).await, ServerMsg::Joined { .. }));
+    let mut b = app.player(Encoding::Bincode).await;
+    let other = app.create_match("sandbox").await;
+    assert!(matches!(b.join(other).await, ServerMsg::Joined { .. }));
+
+    for (path, body) in [
+        ("/admin/broadcast", r#"{"message":""}"#),
+        ("/admin/broadcast", "not json"),
+        ("/admin/kick", r#"{"player":1}"#),
+        ("/admin/matches/0/end", ""),
+    ] {
+        let (status, res) = admin(&app, path, body).await;
+        assert_eq!(status, 400, "{path} {body}: {res}");
+    }
+
+    let (status, res) = admin(&app, "/admin/broadcast", r#"{"message":"hi"}"#).await;
+    assert_eq!(status, 202, "{res}");
+    assert_eq!(
+        (res["published"].as_bool(), res["reached"].as_u64()),
+        (Some(false), Some(2))
+    );
+    for p in [&mut a, &mut b] {
+        let notice = p
+            .recv_until(|m| match m {
+                ServerMsg::Notice { message } => Some(message.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(notice, "hi");
+    }
+
+    let (status, _) = admin(&app, &format!("/admin/matches/{other}/end"), "").await;
+    assert_eq!(status, 202);
+    let result = b.recv_until(crate::support::ended_result).await;
+    assert_eq!(result.reason, "ended_by_operator");
+
+    let body = format!(r#"{{"player_id":{}}}"#, a.player_id);
+    let (status, res) = admin(&app, "/admin/kick", &body).await;
+    assert_eq!((status, res["reached"].as_u64()), (202, Some(1)));
+    assert_eq!(a.expect_error().await, "kicked");
+    assert_eq!(a.expect_close().await, Some(awc::ws::CloseCode::Policy));
+    // b, whose match ended, is still connected.
+    b.ping(7).await;
+}
