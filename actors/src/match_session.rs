@@ -224,6 +224,14 @@ pub enum RebuildError {
     Corrupt(String),
 }
 
+/// Appends to a ring buffer of at most `cap` events.
+fn push_ring(ring: &mut VecDeque<Recorded>, e: Recorded, cap: usize) {
+    if ring.len() >= cap.max(1) {
+        ring.pop_front();
+    }
+    ring.push_back(e);
+}
+
 /// Restores the snapshot and replays the later batches' inputs on it. The
 /// replayed game must produce the recorded events' count and `seq`s.
 pub fn rebuild(
@@ -299,25 +307,22 @@ pub fn rebuild(
                     }
                     seq = e.seq;
                 }
-                if ring.len() >= ring_len.max(1) {
-                    ring.pop_front();
-                }
-                ring.push_back(e);
+                push_ring(&mut ring, e, ring_len);
             }
         }
         // Resume replays from the ring, so it must end at `seq` without a
         // hole (a snapshot written after an outage covers events the
         // stream never got): keep only the gap-free tail.
-        if ring.back().is_some_and(|e| e.seq != seq) {
-            ring.clear();
-        }
-        let mut keep = ring.len();
-        for (i, pair) in ring.iter().zip(ring.iter().skip(1)).enumerate().rev() {
-            if pair.1.seq != pair.0.seq + 1 {
-                keep = ring.len() - (i + 1);
-                break;
-            }
-        }
+        let mut expect = seq;
+        let keep = ring
+            .iter()
+            .rev()
+            .take_while(|e| {
+                let fits = e.seq == expect;
+                expect = expect.wrapping_sub(1);
+                fits
+            })
+            .count();
         ring.drain(..ring.len() - keep);
         Ok(Rebuilt {
             game,
@@ -542,6 +547,40 @@ impl MatchSession {
         }
     }
 
+    /// Every member with a connection, and that connection.
+    fn connected(&self) -> impl Iterator<Item = (&Member, &Recipient<ToConn>)> {
+        self.seats
+            .iter()
+            .flatten()
+            .filter_map(|m| m.conn.as_ref().map(|(_, conn)| (m, conn)))
+    }
+
+    /// Tells every connected member it was dropped from this match.
+    fn kick_all(&self, code: &'static str, message: &str) {
+        for (_, conn) in self.connected() {
+            conn.do_send(ToConn::Kicked {
+                match_id: self.id,
+                code,
+                message: message.into(),
+            });
+        }
+    }
+
+    /// One `Detached` per connected member, carrying `msg` in its encoding
+    /// (encoded once per encoding).
+    fn detach_all(&self, msg: &ServerMsg) -> Vec<(Recipient<ToConn>, ToConn)> {
+        let mut frames = EncodeOnce::new(msg);
+        self.connected()
+            .map(|(m, conn)| {
+                let detached = ToConn::Detached {
+                    match_id: self.id,
+                    frame: Some(frames.get(m.encoding)),
+                };
+                (conn.clone(), detached)
+            })
+            .collect()
+    }
+
     /// Records an input for replication.
     fn record(&mut self, input: Input) {
         if let Some(r) = self.repl.as_mut() {
@@ -663,14 +702,11 @@ impl MatchSession {
                         event,
                     });
                 }
-                if self.ring.len() >= self.cfg.ring_buffer.max(1) {
-                    self.ring.pop_front();
-                }
                 let recorded = Recorded { seq, seat, event };
                 if let Some(r) = self.repl.as_mut() {
                     r.pending.events.push(recorded.clone());
                 }
-                self.ring.push_back(recorded);
+                push_ring(&mut self.ring, recorded, self.cfg.ring_buffer);
             }
             self.metrics.events.increment(1);
         }
@@ -810,29 +846,14 @@ impl MatchSession {
         }
         self.ended = true;
         self.seq += 1;
-        let msg = ServerMsg::Ended {
+        let ended = ServerMsg::Ended {
             match_id: self.id,
             seq: self.seq,
             result: result.clone(),
         };
-        let mut frames = EncodeOnce::new(&msg);
-        let detach: Vec<(Recipient<ToConn>, ToConn)> = self
-            .seats
-            .iter()
-            .flatten()
-            .filter_map(|member| {
-                let (_, conn) = member.conn.as_ref()?;
-                let msg = ToConn::Detached {
-                    match_id: self.id,
-                    frame: Some(frames.get(member.encoding)),
-                };
-                Some((conn.clone(), msg))
-            })
-            .collect();
-        drop(frames);
-        for (conn, msg) in detach {
+        for (conn, detached) in self.detach_all(&ended) {
             // Control message: must arrive even past the mailbox bound.
-            self.control(conn, msg);
+            self.control(conn, detached);
         }
         if let Some(writer) = &self.persist {
             writer.do_send(Persist(vec![Record::MatchEnded {
@@ -872,17 +893,13 @@ impl MatchSession {
             if r.in_flight {
                 return;
             }
-            if r.degraded && !r.snapshot_due {
-                // Redis is away: play on; the next snapshot covers it all.
-                r.pending = Batch::default();
-                let open = std::mem::take(&mut r.open);
-                if open.is_empty() {
-                    break;
+            // Degraded (Redis away), only a snapshot is written; the match
+            // plays on and that snapshot covers what happens meanwhile.
+            let to_write = r.snapshot_due || (!r.degraded && (r.changed() || r.renew_due));
+            if !to_write {
+                if r.degraded {
+                    r.pending = Batch::default();
                 }
-                self.flush(open);
-                continue;
-            }
-            if !r.changed() && !r.snapshot_due && !r.renew_due {
                 let open = std::mem::take(&mut r.open);
                 if open.is_empty() {
                     break;
@@ -935,7 +952,7 @@ impl MatchSession {
             write.snapshot = repl::encode(&snap).map(|b| (r.batch_no, b));
             // Keep the batches since the snapshot before this one, so a
             // node taking over can replay recent events to resuming clients.
-            write.trim_below = Some(r.prev_snap_batch.min(r.snap_batch) + 1);
+            write.trim_below = Some(r.prev_snap_batch + 1);
         }
         write.latest_batch = r.batch_no;
         write.renew = r.renew_due || write.snapshot.is_some();
@@ -988,15 +1005,7 @@ impl MatchSession {
                 r.sealed.clear();
                 r.open.clear();
                 self.moved = true;
-                for member in self.seats.iter().flatten() {
-                    if let Some((_, conn)) = &member.conn {
-                        conn.do_send(ToConn::Kicked {
-                            match_id: self.id,
-                            code: "match_moved",
-                            message: "the match moved to another node; resume it".into(),
-                        });
-                    }
-                }
+                self.kick_all("match_moved", "the match moved to another node; resume it");
                 ctx.stop();
                 return;
             }
@@ -1066,20 +1075,7 @@ impl MatchSession {
                     url,
                     node_id: None,
                 };
-                let mut frames = EncodeOnce::new(&redirect);
-                let members: Vec<(Recipient<ToConn>, ToConn)> = self
-                    .seats
-                    .iter()
-                    .flatten()
-                    .filter_map(|member| {
-                        let (_, conn) = member.conn.as_ref()?;
-                        let msg = ToConn::Detached {
-                            match_id: id,
-                            frame: Some(frames.get(member.encoding)),
-                        };
-                        Some((conn.clone(), msg))
-                    })
-                    .collect();
+                let members = self.detach_all(&redirect);
                 metrics::counter!(m::REDIRECTS, "reason" => "handover")
                     .increment(members.len() as u64);
                 log::info!(match_id = id, seq = self.seq; "match handed over");
@@ -1268,15 +1264,7 @@ impl Actor for MatchSession {
         }
         if !self.ended && !self.moved {
             // Stopped without a result (the system is shutting down): tell members.
-            for member in self.seats.iter().flatten() {
-                if let Some((_, conn)) = &member.conn {
-                    conn.do_send(ToConn::Kicked {
-                        match_id: self.id,
-                        code: "match_stopped",
-                        message: "the match was stopped".into(),
-                    });
-                }
-            }
+            self.kick_all("match_stopped", "the match was stopped");
         }
         self.info.joinable.store(false, Ordering::Relaxed);
         self.registry.do_send(MatchStopped { id: self.id });
