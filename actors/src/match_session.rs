@@ -207,6 +207,7 @@ impl Repl {
 pub struct Rebuilt {
     game: Box<dyn Game>,
     players: Vec<Option<PlayerId>>,
+    participants: Vec<(Seat, PlayerId)>,
     seq: u64,
     ring: VecDeque<Recorded>,
     batch_no: u64,
@@ -222,6 +223,13 @@ pub enum RebuildError {
     Ended,
     #[error("the stored match does not replay: {0}")]
     Corrupt(String),
+}
+
+/// Records that `player` took `seat` (once per pair).
+fn add_participant(participants: &mut Vec<(Seat, PlayerId)>, seat: Seat, player: PlayerId) {
+    if !participants.contains(&(seat, player)) {
+        participants.push((seat, player));
+    }
 }
 
 /// Appends to a ring buffer of at most `cap` events.
@@ -247,6 +255,7 @@ pub fn rebuild(
             .ok_or_else(|| corrupt("the game snapshot does not decode".into()))?;
         let mut players = snap.players.clone();
         players.resize(usize::from(ruleset.max_seats()), None);
+        let mut participants = snap.participants.clone();
         let mut seq = snap.seq;
         let mut ring = VecDeque::new();
         let mut batch_no = snap.batch;
@@ -262,6 +271,7 @@ pub fn rebuild(
                             if let Some(p) = players.get_mut(usize::from(seat)) {
                                 *p = Some(player_id);
                             }
+                            add_participant(&mut participants, seat, player_id);
                             produced += 1; // player_joined
                             game.seat_joined(seat)
                         }
@@ -327,6 +337,7 @@ pub fn rebuild(
         Ok(Rebuilt {
             game,
             players,
+            participants,
             seq,
             ring,
             batch_no,
@@ -361,6 +372,8 @@ pub struct MatchSession {
     dropped: Vec<Seat>,
     persist: Option<Recipient<Persist>>,
     seed: u64,
+    /// Everyone who ever took a seat here: the players of the result.
+    participants: Vec<(Seat, PlayerId)>,
     player_seats: PlayerSeats,
     repl: Option<Repl>,
     /// Rebuilt from Redis rather than created here.
@@ -419,6 +432,7 @@ impl MatchSession {
             dropped: Vec::new(),
             persist: spec.persist,
             seed: spec.seed,
+            participants: Vec::new(),
             player_seats: spec.seats,
             repl,
             restored: false,
@@ -446,6 +460,7 @@ impl MatchSession {
                 me.player_seats.insert(m.player_id, (me.id, i as Seat));
             }
         }
+        me.participants = rebuilt.participants;
         me.seq = rebuilt.seq;
         me.ring = rebuilt.ring;
         me.restored = true;
@@ -864,7 +879,7 @@ impl MatchSession {
                 ended_at_ms: unix_ms(std::time::SystemTime::now()),
                 last_seq: self.seq - 1,
                 result: result.clone(),
-                players: Vec::new(), // the writer knows who sat here
+                players: self.participants.clone(),
             }]));
         }
         log::info!(match_id = self.id, ruleset = self.ruleset.name(), reason = result.reason.as_str(), seq = self.seq; "match ended");
@@ -947,6 +962,7 @@ impl MatchSession {
                 seed,
                 created_at_ms,
                 players,
+                participants: self.participants.clone(),
                 game,
             };
             write.snapshot = repl::encode(&snap).map(|b| (r.batch_no, b));
@@ -1380,6 +1396,7 @@ impl Handler<Join> for MatchSession {
                 seat: seat_id,
                 player_id: msg.player_id,
             });
+            add_participant(&mut self.participants, seat_id, msg.player_id);
             if let Some(outcome) = self.guarded(ctx, "seat_joined", |g| g.seat_joined(seat_id)) {
                 self.apply_outcome(ctx, None, outcome);
             }
@@ -1659,6 +1676,7 @@ mod tests {
             seed: 42,
             created_at_ms: 0,
             players: vec![Some(7), Some(8)],
+            participants: vec![(0, 7), (1, 8)],
             game: game.snapshot().expect("snapshots"),
         };
         for n in 2..6 {
@@ -1680,6 +1698,7 @@ mod tests {
         assert_eq!(rebuilt.seq, seq);
         assert_eq!(rebuilt.batch_no, 5);
         assert_eq!(rebuilt.players, vec![Some(7), Some(8)]);
+        assert_eq!(rebuilt.participants, vec![(0, 7), (1, 8)]);
         // The ring holds every event still in the stream, older ones too.
         let ring: Vec<u64> = rebuilt.ring.iter().map(|e| e.seq).collect();
         assert_eq!(ring, (1..=seq).collect::<Vec<_>>());

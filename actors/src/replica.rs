@@ -93,6 +93,8 @@ pub struct MatchSnapshot {
     pub created_at_ms: u64,
     /// The player in each seat.
     pub players: Vec<Option<PlayerId>>,
+    /// Everyone who ever took a seat, for the match's result.
+    pub participants: Vec<(Seat, PlayerId)>,
     /// [`crate::rules::Game::snapshot`].
     pub game: Vec<u8>,
 }
@@ -662,6 +664,7 @@ mod tests {
             seed: 5,
             created_at_ms: 1,
             players: vec![Some(7), None],
+            participants: vec![(0, 7)],
             game: vec![1, 2, 3],
         };
         let bytes = encode(&snap).expect("encodes");

@@ -24,7 +24,6 @@
 //! spawned futures, only journal file I/O (on this Arbiter alone) is
 //! synchronous.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -70,8 +69,8 @@ pub enum Record {
         event: Event,
     },
     /// `last_seq` is the seq of the match's last event. `players` is every
-    /// (seat, player) that sat in the match; the writer fills it in from the
-    /// `player_joined` events it has seen.
+    /// (seat, player) that sat in the match, as the match knows it (it keeps
+    /// them across a failover in its Redis copy).
     MatchEnded {
         match_id: MatchId,
         ruleset: String,
@@ -302,8 +301,6 @@ pub struct PersistenceWriter {
     busy: bool,
     migrated: bool,
     breaker: Breaker,
-    /// Who sat in each live match, from `player_joined` events.
-    players: HashMap<MatchId, Vec<(Seat, PlayerId)>>,
     rows_written: u64,
     rows_journaled: u64,
     last_error: Option<String>,
@@ -359,7 +356,6 @@ impl PersistenceWriter {
             busy: false,
             migrated: false,
             breaker,
-            players: HashMap::new(),
             rows_written: 0,
             rows_journaled: 0,
             last_error: None,
@@ -716,30 +712,7 @@ impl Handler<Persist> for PersistenceWriter {
     type Result = ();
 
     fn handle(&mut self, msg: Persist, ctx: &mut Self::Context) {
-        for mut record in msg.0 {
-            match &mut record {
-                Record::Event {
-                    match_id,
-                    event: Event::PlayerJoined { seat, player_id },
-                    ..
-                } => self
-                    .players
-                    .entry(*match_id)
-                    .or_default()
-                    .push((*seat, *player_id)),
-                Record::MatchEnded {
-                    match_id, players, ..
-                } => {
-                    for p in self.players.remove(match_id).unwrap_or_default() {
-                        if !players.contains(&p) {
-                            players.push(p);
-                        }
-                    }
-                }
-                _ => {}
-            }
-            self.buffer.push(record);
-        }
+        self.buffer.extend(msg.0);
         if self.buffer.len() >= self.cfg.batch_rows {
             self.pump(ctx);
         }

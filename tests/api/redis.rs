@@ -282,6 +282,7 @@ async fn a_stale_owner_can_never_write() {
         seed: 0,
         created_at_ms: 0,
         players: vec![None; 8],
+        participants: Vec::new(),
         game: Vec::new(),
     };
     let with_snapshot = |batch: u64| Write {
