@@ -126,8 +126,14 @@ impl std::fmt::Debug for WriterConfig {
             .field("flush_ms", &self.flush_ms)
             .field("batch_rows", &self.batch_rows)
             .field("buffer_rows", &self.buffer_rows)
+            .field("pool_size", &self.pool_size)
+            .field("db_timeout_ms", &self.db_timeout_ms)
             .field("fsync", &self.fsync)
-            .finish_non_exhaustive()
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_open_ms", &self.breaker_open_ms)
+            .field("retries", &self.retries)
+            .field("backoff_ms", &self.backoff_ms)
+            .finish()
     }
 }
 
