@@ -113,11 +113,7 @@ impl Application {
                 metrics.run_upkeep();
             }
         });
-        let workers = if config.workers > 0 {
-            config.workers
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        };
+        let workers = matchd_actors::config::or_cores(config.workers);
         let server = HttpServer::new(move || {
             // One read pool per worker, so its connections live on the
             // worker's own runtime.

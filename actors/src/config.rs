@@ -77,10 +77,15 @@ impl EngineConfig {
 
     /// Number of match arbiters to start.
     pub fn arbiter_count(&self) -> usize {
-        if self.arbiters > 0 {
-            self.arbiters
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        }
+        or_cores(self.arbiters)
+    }
+}
+
+/// A thread count setting: `n`, or one per core when `n` is 0.
+pub fn or_cores(n: usize) -> usize {
+    if n > 0 {
+        n
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 }

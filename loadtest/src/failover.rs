@@ -7,7 +7,6 @@
 //! expiry → the first new event (playing again), and checks that the
 //! resumed stream continues the numbering without a gap.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -19,8 +18,8 @@ use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::http;
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+use crate::mailbox::check_loopback;
+use crate::ws::{resolve, Ws};
 
 #[derive(Debug, Clone)]
 pub struct Opts {
@@ -55,23 +54,8 @@ pub struct FailoverReport {
     pub resumed_at_seq: u64,
 }
 
-fn addr(url: &str) -> Result<(SocketAddr, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("ws://"))
-        .ok_or_else(|| format!("{url:?}: expected http://host:port"))?;
-    let host = rest.split('/').next().unwrap_or(rest).to_string();
-    let sa: SocketAddr = host
-        .parse()
-        .map_err(|e| format!("{url:?}: {e} (give an IP address and port)"))?;
-    if !sa.ip().is_loopback() {
-        return Err(format!("{url:?}: only loopback targets are allowed"));
-    }
-    Ok((sa, host))
-}
-
 async fn open(url: &str, token: &str) -> Result<Ws, String> {
-    let (sa, host) = addr(url)?;
+    let (sa, host) = resolve(url)?;
     let stream = http::connect_from(sa, None)
         .await
         .map_err(|e| format!("connect {url}: {e}"))?;
@@ -144,15 +128,9 @@ pub fn run(opts: Opts) -> Result<FailoverReport, String> {
 }
 
 async fn drive(opts: Opts) -> Result<FailoverReport, String> {
-    let (a, _) = addr(&opts.url)?;
-    let (status, body) = http::post_json(a, None, "/v1/sessions", "{}")
-        .await
-        .map_err(|e| e.to_string())?;
-    if status != 201 {
-        return Err(format!("POST /v1/sessions: {status} {body}"));
-    }
-    let session: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-    let token = session["token"].as_str().ok_or("no token")?.to_string();
+    check_loopback(&opts.redis).map_err(|e| e.to_string())?;
+    let (a, _) = resolve(&opts.url)?;
+    let token = http::new_session(a, None).await?;
     let mut ws = open(&opts.url, &token).await?;
     send(
         &mut ws,

@@ -32,6 +32,19 @@ pub async fn post_json(
     request(server, source, "POST", path, Some(body)).await
 }
 
+/// `POST /v1/sessions`: a new session's token.
+pub async fn new_session(server: SocketAddr, source: Option<IpAddr>) -> Result<String, String> {
+    let (status, body) = post_json(server, source, "/v1/sessions", "{}")
+        .await
+        .map_err(|e| format!("session: {e}"))?;
+    if status != 201 {
+        return Err(format!("session: HTTP {status} {body}"));
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    let token = v["token"].as_str().ok_or("session without token")?;
+    Ok(token.to_string())
+}
+
 /// `GET path`; returns the status and the body.
 pub async fn get(server: SocketAddr, path: &str) -> io::Result<(u16, String)> {
     request(server, None, "GET", path, None).await

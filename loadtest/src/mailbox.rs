@@ -26,6 +26,7 @@ use matchd_actors::replica::{Replica, ReplicaConfig};
 use matchd_actors::{Catalog, Engine, EngineConfig};
 
 use crate::bot::{Step, TacticsBot, BATTLE_PLACE_EVERY};
+use crate::check::SeqCheck;
 use crate::report::{latency_histogram, record, Latency, MailboxReport, ProcSample};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +165,8 @@ struct SimClient {
     engine: Engine,
     addr: Addr<MatchSession>,
     seat: Option<Seat>,
-    last_seq: u64,
+    /// The event numbering this client has seen.
+    check: SeqCheck,
     encoding: Encoding,
     backlog: Arc<Backlog>,
     flags: Arc<Flags>,
@@ -218,8 +220,12 @@ impl SimClient {
             return;
         }
         let engine = self.engine.clone();
+        let ruleset = match self.role {
+            Role::Fanout { .. } => Workload::Sandbox.ruleset(),
+            Role::Tactics(_) => Workload::Tactics.ruleset(),
+        };
         ctx.spawn(
-            async move { engine.quick_join("tactics", Vec::new()).await }
+            async move { engine.quick_join(ruleset, Vec::new()).await }
                 .into_actor(self)
                 .map(|res, act, ctx| match res {
                     Ok(entry) => act.join(ctx, entry.addr),
@@ -437,10 +443,11 @@ impl SimClient {
     }
 
     fn check_seq(&mut self, seq: u64) {
-        if seq != self.last_seq + 1 {
+        let before = self.check.errors();
+        self.check.observe(seq);
+        if self.check.errors() > before {
             bump(&self.stats.order_errors);
         }
-        self.last_seq = seq;
     }
 
     /// One event, fully decoded or (fan-out, JSON) only its header.
@@ -483,7 +490,7 @@ impl SimClient {
                 seat, seq, state, ..
             } => {
                 self.seat = Some(seat);
-                self.last_seq = seq;
+                self.check = SeqCheck::starting_at(seq);
                 match &mut self.role {
                     Role::Fanout { window, inflight } => {
                         inflight.clear();
@@ -629,7 +636,7 @@ fn cache_totals(stats: &RegistryStats) -> (u64, u64) {
 }
 
 fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    matchd_actors::config::or_cores(0)
 }
 
 /// Runs one mailbox benchmark to the end and reports it.
@@ -674,11 +681,7 @@ async fn drive(opts: Opts) -> std::io::Result<MailboxReport> {
         None => None,
     };
     let engine = Engine::start_replicated(cfg, Catalog::builtin(), None, replica);
-    let threads = if opts.client_threads > 0 {
-        opts.client_threads
-    } else {
-        cores()
-    };
+    let threads = matchd_actors::config::or_cores(opts.client_threads);
     let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
     let stats: Vec<Arc<ThreadStats>> = (0..threads).map(|_| Arc::new(ThreadStats::new())).collect();
     let flags = Arc::new(Flags::default());
@@ -713,7 +716,7 @@ async fn drive(opts: Opts) -> std::io::Result<MailboxReport> {
                 engine: engine.clone(),
                 addr: entry.addr.clone(),
                 seat: None,
-                last_seq: 0,
+                check: SeqCheck::default(),
                 encoding: opts.encoding,
                 backlog: Arc::default(),
                 flags: flags.clone(),
@@ -809,7 +812,7 @@ async fn drive(opts: Opts) -> std::io::Result<MailboxReport> {
 }
 
 /// Redis for a benchmark must be on this machine, like every target.
-fn check_loopback(url: &str) -> std::io::Result<()> {
+pub(crate) fn check_loopback(url: &str) -> std::io::Result<()> {
     let host = url
         .strip_prefix("redis://")
         .and_then(|r| r.split(['/', ':']).next())

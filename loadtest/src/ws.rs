@@ -257,6 +257,9 @@ impl WsReport {
             params: first.params.clone(),
             shards: parts.iter().map(|p| p.shards.max(1)).sum(),
             seconds: parts.iter().map(|p| p.seconds).fold(0.0, f64::max),
+            // The fit uses the server's own connection count, so one
+            // shard's samples describe the whole server.
+            server_memory: parts.iter().find_map(|p| p.server_memory.clone()),
             ..WsReport::default()
         };
         let mut conn_h = latency_histogram();
@@ -508,22 +511,14 @@ fn encode(msg: &ClientMsg, enc: Encoding) -> Message {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 /// Opens a session and a WebSocket for client `i`; returns the socket and
 /// the session token.
 async fn connect(shared: &Shared, i: usize) -> Result<(Ws, String), String> {
-    let src = shared.source(i);
-    let (status, body) = http::post_json(shared.server, src, "/v1/sessions", "{}")
-        .await
-        .map_err(|e| format!("session: {e}"))?;
-    if status != 201 {
-        return Err(format!("session: HTTP {status} {body}"));
-    }
-    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-    let token = v["token"].as_str().ok_or("session without token")?;
-    let ws = open_ws(shared, i, token).await?;
-    Ok((ws, token.to_string()))
+    let token = http::new_session(shared.server, shared.source(i)).await?;
+    let ws = open_ws(shared, i, &token).await?;
+    Ok((ws, token))
 }
 
 /// A WebSocket for an existing session.
@@ -971,7 +966,9 @@ fn log_once(e: &str) {
     }
 }
 
-fn resolve(url: &str) -> Result<(SocketAddr, String), String> {
+/// The address and `host:port` of `url` (`http://` or `ws://`), which must
+/// be a loopback address.
+pub fn resolve(url: &str) -> Result<(SocketAddr, String), String> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("ws://"))
@@ -1000,11 +997,7 @@ fn share(n: usize, (i, count): (usize, usize)) -> usize {
 /// Runs one WebSocket load test to the end.
 pub fn run(opts: WsOpts) -> Result<WsReport, String> {
     let (server, host) = resolve(&opts.url)?;
-    let threads = if opts.threads > 0 {
-        opts.threads
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    };
+    let threads = matchd_actors::config::or_cores(opts.threads);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
@@ -1167,7 +1160,7 @@ async fn drive(shared: Arc<Shared>, threads: usize) -> Result<WsReport, String> 
         .unwrap_or_else(|_| latency_histogram());
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let cpu = (proc_end.cpu_seconds - proc_start.cpu_seconds) / seconds.max(1e-9);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = matchd_actors::config::or_cores(0);
     let mut r = WsReport {
         mode: "ws".into(),
         scenario: opts.scenario.name().into(),
@@ -1233,6 +1226,7 @@ async fn server_connections(server: SocketAddr) -> Option<u64> {
         .map(|v| v as u64)
 }
 
+/// The live count of what [`WsReport::finish_errors`] sums at the end.
 fn errors_now(c: &Counters) -> u64 {
     [
         &c.missing,
@@ -1241,6 +1235,7 @@ fn errors_now(c: &Counters) -> u64 {
         &c.decode_errors,
         &c.closed,
         &c.connect_failures,
+        &c.resume_failures,
         &c.busy,
     ]
     .iter()
