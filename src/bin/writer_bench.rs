@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use matchd_actors::journal::FsyncPolicy;
+use matchd_actors::store::Store;
 use matchd_actors::protocol::{Event, MatchResult};
 use matchd_actors::writer::{
     unix_ms, GetWriterStats, Persist, PersistenceWriter, Record, WriterConfig,
@@ -24,7 +25,7 @@ use tokio_postgres::NoTls;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/matchd_bench";
 
-async fn prepare(url: &str) -> Result<(), tokio_postgres::Error> {
+async fn prepare(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     let cfg: tokio_postgres::Config = url.parse()?;
     let db = cfg.get_dbname().unwrap_or("matchd_bench").to_string();
     let mut admin = cfg.clone();
@@ -42,14 +43,19 @@ async fn prepare(url: &str) -> Result<(), tokio_postgres::Error> {
             .batch_execute(&format!("CREATE DATABASE \"{}\"", db.replace('"', "")))
             .await?;
     }
+    // Migrate here, so the writer finds the schema ready and the
+    // measurement holds writing only.
+    Store::new(&WriterConfig::default().store_config(url))?
+        .migrate()
+        .await?;
     let (client, conn) = cfg.connect(NoTls).await?;
     actix::spawn(async move {
         let _ = conn.await;
     });
-    // Start from empty tables (they exist after a first run).
-    let _ = client
+    // Start from empty tables.
+    client
         .batch_execute("TRUNCATE matches, match_players, match_events, players, player_stats")
-        .await;
+        .await?;
     Ok(())
 }
 
@@ -85,15 +91,6 @@ fn main() -> std::io::Result<()> {
         };
         let batch_rows = cfg.batch_rows;
         let (writer, _arbiter) = PersistenceWriter::start(cfg);
-        // Wait for the migrations (the writer runs them first).
-        loop {
-            let s = writer.send(GetWriterStats).await.expect("writer");
-            if s.last_error.is_none() && s.queue_depth == 0 {
-                break;
-            }
-            actix::clock::sleep(Duration::from_millis(20)).await;
-        }
-        actix::clock::sleep(Duration::from_millis(200)).await;
 
         let now = unix_ms(std::time::SystemTime::now());
         let started = Instant::now();
