@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use matchd_actors::journal::FsyncPolicy;
-use matchd_actors::store::Store;
 use matchd_actors::protocol::{Event, MatchResult};
+use matchd_actors::store::Store;
 use matchd_actors::writer::{
     unix_ms, GetWriterStats, Persist, PersistenceWriter, Record, WriterConfig,
 };

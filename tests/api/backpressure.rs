@@ -10,7 +10,7 @@ use matchd_actors::rules::Outcome;
 use matchd_actors::Catalog;
 
 use crate::doubles::Scripted;
-use crate::support::{spawn_app_with, Closed, WsClient};
+use crate::support::{spawn_app_with, Closed};
 
 /// A test double whose `mark` takes `delay` (blocking its arbiter, as a
 /// too-expensive ruleset would) and answers with an event of `payload` bytes.
@@ -28,22 +28,6 @@ fn mark(client_seq: u64) -> ClientMsg {
         client_seq,
         action: Action::Mark { x: 1, y: 1 },
     }
-}
-
-/// One mark in a healthy sandbox match goes through.
-async fn round_trip(c: &mut WsClient, client_seq: u64) {
-    c.send(&mark(client_seq)).await;
-    c.recv_until(|m| {
-        matches!(
-            m,
-            ServerMsg::Event {
-                event: Event::Marked { .. },
-                ..
-            }
-        )
-        .then_some(())
-    })
-    .await;
 }
 
 #[actix_rt::test]
@@ -66,7 +50,7 @@ async fn a_full_match_mailbox_answers_busy_and_other_matches_go_on() {
     for seq in 1..=sent {
         a.send(&mark(seq)).await;
     }
-    round_trip(&mut c, 1).await;
+    c.mark(1).await;
 
     // Every action gets exactly one answer: its event or `busy`.
     let (mut events, mut busy) = (0u64, 0u64);
@@ -90,7 +74,7 @@ async fn a_full_match_mailbox_answers_busy_and_other_matches_go_on() {
     assert!(busy > 0, "a mailbox of 2 behind a 20 ms action must fill");
     assert!(events >= 2, "what fitted was played");
     a.ping(7).await;
-    round_trip(&mut c, 2).await;
+    c.mark(2).await;
     let metrics = app.metrics().await;
     assert!(
         metrics.lines().any(|l| l
@@ -146,7 +130,7 @@ async fn a_client_that_stops_reading_is_closed_with_1008_and_nobody_else_is() {
         }
     }
     assert!(dropped, "the non-reading client was never dropped");
-    round_trip(&mut c, 1).await;
+    c.mark(1).await;
     a.send(&mark(9999)).await;
     a.recv_until(|m| matches!(m, ServerMsg::Event { seat: Some(_), .. }).then_some(()))
         .await;

@@ -12,9 +12,10 @@ use matchd_actors::protocol::codec::Encoding;
 use matchd_actors::protocol::{Action, ClientMsg, Event, Query, Reply, ServerMsg, State};
 use serde_json::Value;
 
-use crate::pg::{eventually, free_port};
 use crate::redis::TestRedis;
-use crate::support::{deploy_hand, ended_result, Closed, TempDir, WsClient, WAIT};
+use crate::support::{
+    deploy_hand, ended_result, eventually, free_port, Closed, TempDir, WsClient, WAIT,
+};
 
 const ADMIN_KEY: &str = "cluster-test-key";
 /// Lease and registration lifetimes of the test nodes: a dead node's

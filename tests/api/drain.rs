@@ -2,14 +2,12 @@
 //! told, `/ready` failing, matches under way going on, and the node stopping
 //! once nobody is connected to a match.
 
-use std::time::Duration;
-
 use matchd::config::Secret;
 use matchd_actors::protocol::codec::Encoding;
-use matchd_actors::protocol::{Action, ClientMsg, Event, ServerMsg};
+use matchd_actors::protocol::{ClientMsg, ServerMsg};
 use matchd_actors::Catalog;
 
-use crate::support::{spawn_app, spawn_app_with, TestApp};
+use crate::support::{eventually, spawn_app, spawn_app_with, TestApp, WAIT};
 
 async fn drain(app: &TestApp, key: Option<&str>) -> (u16, serde_json::Value) {
     let mut req = app.client().post(app.url("/admin/drain"));
@@ -100,36 +98,17 @@ async fn a_drain_finishes_running_matches_refuses_new_ones_and_stops_the_node() 
     );
 
     // ...but the match under way goes on.
-    a.send(&ClientMsg::Action {
-        client_seq: 1,
-        action: Action::Mark { x: 1, y: 1 },
-    })
-    .await;
-    a.recv_until(|m| {
-        matches!(
-            m,
-            ServerMsg::Event {
-                event: Event::Marked { .. },
-                ..
-            }
-        )
-        .then_some(())
-    })
-    .await;
+    a.mark(1).await;
 
     // Once its last player leaves, the node stops by itself.
     a.send(&ClientMsg::Leave).await;
     a.recv_until(|m| matches!(m, ServerMsg::Left { .. }).then_some(()))
         .await;
-    let mut stopped = false;
-    for _ in 0..200 {
-        if app.client().get(app.url("/health")).send().await.is_err() {
-            stopped = true;
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(stopped, "the drained node stopped");
+    eventually("the drained node to stop", WAIT, || async {
+        let health = app.client().get(app.url("/health")).send().await;
+        health.is_err().then_some(())
+    })
+    .await;
 }
 
 async fn admin(app: &TestApp, path: &str, body: &str) -> (u16, serde_json::Value) {

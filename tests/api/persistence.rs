@@ -17,8 +17,8 @@ use matchd_actors::writer::Record;
 use matchd_actors::Catalog;
 use serde_json::Value;
 
-use crate::pg::{eventually, free_port, TestPg};
-use crate::support::{deploy_hand, spawn_app_with, TempDir, WsClient, WAIT};
+use crate::pg::TestPg;
+use crate::support::{deploy_hand, eventually, free_port, spawn_app_with, TempDir, WsClient, WAIT};
 
 const DB_WAIT: Duration = Duration::from_secs(30);
 

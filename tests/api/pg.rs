@@ -8,10 +8,9 @@
 //! (CI), the server runs as the `postgres` OS user through `runuser`, since
 //! Postgres refuses to run as root.
 
-use std::net::TcpListener;
+use crate::support::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 pub struct TestPg {
     dir: PathBuf,
@@ -58,14 +57,6 @@ fn is_root() -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
-}
-
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 impl TestPg {
@@ -208,21 +199,5 @@ impl Drop for TestPg {
             ],
         );
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Polls `cond` every 50 ms until it returns `Some`, or panics after `limit`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut cond: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = cond().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
 }

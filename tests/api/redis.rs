@@ -1,7 +1,6 @@
 //! The node registry in Redis, against a throwaway redis-server that the
 //! test stops and starts again (never the machine's shared one).
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,19 +9,12 @@ use matchd_actors::protocol::codec::Encoding;
 use matchd_actors::protocol::{Action, ClientMsg, Event, ServerMsg};
 use matchd_actors::Catalog;
 
-use crate::support::{spawn_app_with, TestApp};
+use crate::support::{eventually, free_port, spawn_app_with, TestApp, WAIT};
 
 /// A redis-server of the test's own on a free port; killed on drop.
 pub struct TestRedis {
     child: Option<Child>,
     pub port: u16,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 impl TestRedis {
@@ -98,15 +90,6 @@ async fn listed(app: &TestApp) -> Option<Vec<String>> {
     })
 }
 
-/// Polls `check` until it holds, for at most 10 s.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[actix_rt::test]
 async fn nodes_register_expire_and_survive_a_redis_outage() {
     let mut redis = TestRedis::start();
@@ -114,8 +97,8 @@ async fn nodes_register_expire_and_survive_a_redis_outage() {
     let a = node(&redis, &prefix, "node-a");
     let b = node(&redis, &prefix, "node-b");
     let both = vec!["node-a".to_string(), "node-b".to_string()];
-    eventually("both nodes listed", async || {
-        listed(&a).await == Some(both.clone())
+    eventually("both nodes listed", WAIT, || async {
+        (listed(&a).await == Some(both.clone())).then_some(())
     })
     .await;
 
@@ -132,8 +115,8 @@ async fn nodes_register_expire_and_survive_a_redis_outage() {
     assert!((1..=600).contains(&pttl), "node key TTL {pttl} ms");
     // ...and one that stops leaves at once.
     b.stop().await;
-    eventually("node-b deregistered", async || {
-        listed(&a).await == Some(vec!["node-a".into()])
+    eventually("node-b deregistered", WAIT, || async {
+        (listed(&a).await == Some(vec!["node-a".into()])).then_some(())
     })
     .await;
     drop(b);
@@ -142,7 +125,7 @@ async fn nodes_register_expire_and_survive_a_redis_outage() {
     let m0 = a.create_match("sandbox").await;
     let mut q = a.player(Encoding::Json).await;
     assert!(matches!(q.join(m0).await, ServerMsg::Joined { .. }));
-    let mut q_seq = mark(&mut q, 1).await;
+    let mut q_seq = q.mark(1).await;
     let port = redis.port;
     let owner = |id: u64| redis_get(port, &format!("{prefix}match:{id}:owner"));
     assert_eq!(
@@ -153,9 +136,9 @@ async fn nodes_register_expire_and_survive_a_redis_outage() {
 
     // Redis down: the node says so, refuses only the node list, and plays on.
     redis.stop();
-    eventually("the outage shows in /ready", async || {
+    eventually("the outage shows in /ready", WAIT, || async {
         let (status, body) = a.get_json("/ready").await;
-        status == 200 && body["checks"]["redis"]["registered"] == false
+        (status == 200 && body["checks"]["redis"]["registered"] == false).then_some(())
     })
     .await;
     let (status, body) = a.get_json("/v1/nodes").await;
@@ -164,7 +147,7 @@ async fn nodes_register_expire_and_survive_a_redis_outage() {
         (503, Some("redis_unavailable"))
     );
     for n in 2..5 {
-        let seq = mark(&mut q, n).await;
+        let seq = q.mark(n).await;
         assert_eq!(seq, q_seq + 1, "play goes on, numbered as before");
         q_seq = seq;
     }
@@ -198,8 +181,8 @@ async fn nodes_register_expire_and_survive_a_redis_outage() {
 
     // Redis back: the client reconnects by itself and the node registers again.
     redis.restart();
-    eventually("node-a registered again", async || {
-        listed(&a).await == Some(vec!["node-a".into()])
+    eventually("node-a registered again", WAIT, || async {
+        (listed(&a).await == Some(vec!["node-a".into()])).then_some(())
     })
     .await;
     let metrics = a.metrics().await;
@@ -208,29 +191,12 @@ async fn nodes_register_expire_and_survive_a_redis_outage() {
         "{metrics}"
     );
     // ...and both matches take their leases and write snapshots again.
-    eventually("the matches replicated again", async || {
-        owner(m0).as_deref() == Some("node-a") && owner(id).as_deref() == Some("node-a")
+    eventually("the matches replicated again", WAIT, || async {
+        (owner(m0).as_deref() == Some("node-a") && owner(id).as_deref() == Some("node-a"))
+            .then_some(())
     })
     .await;
-    assert_eq!(mark(&mut q, 9).await, q_seq + 1);
-}
-
-/// Marks a cell; returns the `seq` of the resulting event.
-async fn mark(p: &mut crate::support::WsClient, client_seq: u64) -> u64 {
-    p.send(&ClientMsg::Action {
-        client_seq,
-        action: Action::Mark { x: 0, y: 0 },
-    })
-    .await;
-    p.recv_until(|m| match m {
-        ServerMsg::Event {
-            seq,
-            event: Event::Marked { .. },
-            ..
-        } => Some(*seq),
-        _ => None,
-    })
-    .await
+    assert_eq!(q.mark(9).await, q_seq + 1);
 }
 
 /// `GET key` through redis-cli on the test's own server.

@@ -2,9 +2,10 @@
 //! System (as a separate process would be), and typed helpers talk to it over
 //! real HTTP and WebSocket connections.
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_codec::Framed;
 use actix_web::dev::ServerHandle;
@@ -370,6 +371,24 @@ impl WsClient {
         self.recv().await
     }
 
+    /// Marks a sandbox cell and reads up to the resulting event; returns its `seq`.
+    pub async fn mark(&mut self, client_seq: u64) -> u64 {
+        self.send(&ClientMsg::Action {
+            client_seq,
+            action: matchd_actors::protocol::Action::Mark { x: 1, y: 1 },
+        })
+        .await;
+        self.recv_until(|m| match m {
+            ServerMsg::Event {
+                seq,
+                event: matchd_actors::protocol::Event::Marked { .. },
+                ..
+            } => Some(*seq),
+            _ => None,
+        })
+        .await
+    }
+
     /// Expects an `error` frame and returns its code.
     pub async fn expect_error(&mut self) -> String {
         match self.recv().await {
@@ -473,4 +492,28 @@ pub async fn deploy_hand(
         }
     }
     (hand, placed)
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Polls `cond` every 50 ms until it returns `Some`, or panics after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut cond: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = cond().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
 }
