@@ -16,6 +16,7 @@ use matchd_actors::metrics as m;
 use matchd_actors::protocol::codec::Encoding;
 use matchd_actors::protocol::PlayerId;
 use matchd_actors::registry::{EngineError, MatchEntry};
+use matchd_actors::replica::ReplicaError;
 use matchd_actors::store::{PlayerStats, Store, StoreError, StoredMatch};
 use matchd_actors::writer::{BreakerState, GetWriterStats, PersistenceWriter};
 use matchd_actors::Engine;
@@ -106,6 +107,12 @@ impl From<StoreError> for ApiError {
         // The detail is for operators; clients get a stable code.
         log::warn!("read API: database error: {e}");
         ApiError::DatabaseUnavailable
+    }
+}
+
+impl From<ReplicaError> for ApiError {
+    fn from(e: ReplicaError) -> Self {
+        ApiError::Redis(AffinityError::Redis(e.to_string()))
     }
 }
 
@@ -279,12 +286,8 @@ async fn current_session(
     query: web::Query<WsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let player_id = authenticate(&state, &req, query.token.as_deref()).await?;
-    let redis = |e: String| ApiError::Redis(AffinityError::Redis(e));
     let engine = &state.engine;
-    let seat = engine
-        .seat_of(player_id)
-        .await
-        .map_err(|e| redis(e.to_string()))?;
+    let seat = engine.seat_of(player_id).await?;
     let at = match seat {
         None => serde_json::Value::Null,
         Some((match_id, seat)) => {
@@ -294,18 +297,10 @@ async fn current_session(
                     Some(state.advertise_url.clone()),
                 )
             } else if let Some(replica) = &engine.replica {
-                let owner = replica
-                    .owner(match_id)
-                    .await
-                    .map_err(|e| redis(e.to_string()))?;
-                let url = match &owner {
-                    Some(o) => replica
-                        .node_url(o)
-                        .await
-                        .map_err(|e| redis(e.to_string()))?,
-                    None => None,
-                };
-                (owner, url)
+                match replica.owner_url(match_id).await? {
+                    Some((owner, url)) => (Some(owner), url),
+                    None => (None, None),
+                }
             } else {
                 (None, None)
             };
@@ -496,16 +491,12 @@ async fn remote_summary(state: &AppState, id: u64) -> Result<Option<MatchSummary
     let Some(replica) = &state.engine.replica else {
         return Ok(None);
     };
-    let redis = |e: matchd_actors::replica::ReplicaError| {
-        ApiError::Redis(AffinityError::Redis(e.to_string()))
-    };
-    let Some(owner) = replica.owner(id).await.map_err(redis)? else {
+    let Some((owner, url)) = replica.owner_url(id).await? else {
         return Ok(None);
     };
-    let Some(stored) = replica.load(id).await.map_err(redis)? else {
+    let Some(stored) = replica.load(id).await? else {
         return Ok(None);
     };
-    let url = replica.node_url(&owner).await.map_err(redis)?;
     let snap = stored.snapshot;
     let max_seats = state
         .engine

@@ -22,6 +22,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics as m;
 
+/// The key of node `id`'s registration.
+pub fn node_key(prefix: &str, id: &str) -> String {
+    format!("{prefix}node:{id}")
+}
+
 /// Settings of the Redis presence.
 #[derive(Clone)]
 pub struct AffinityConfig {
@@ -172,7 +177,7 @@ impl Affinity {
     }
 
     fn node_key(&self, id: &str) -> String {
-        format!("{}node:{}", self.cfg.prefix, id)
+        node_key(&self.cfg.prefix, id)
     }
 
     fn ids_key(&self) -> String {
@@ -275,7 +280,7 @@ impl Handler<GetNodes> for Affinity {
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
-            let keys: Vec<String> = ids.iter().map(|id| format!("{prefix}node:{id}")).collect();
+            let keys: Vec<String> = ids.iter().map(|id| node_key(&prefix, id)).collect();
             let values: Vec<Option<String>> = client.mget(keys).await.map_err(redis)?;
             let mut nodes = Vec::new();
             let mut gone = Vec::new();

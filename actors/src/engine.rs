@@ -216,12 +216,12 @@ impl Engine {
 
     /// The seat `player` holds, in a match of this node or (with Redis) of
     /// any node: `(match_id, seat)`.
-    pub async fn seat_of(&self, player: PlayerId) -> Result<Option<(MatchId, Seat)>, LocateError> {
+    pub async fn seat_of(&self, player: PlayerId) -> Result<Option<(MatchId, Seat)>, ReplicaError> {
         if let Some(found) = self.seats.get(&player).map(|e| *e.value()) {
             return Ok(Some(found));
         }
         match &self.replica {
-            Some(replica) => Ok(replica.seat_of(player).await?),
+            Some(replica) => replica.seat_of(player).await,
             None => Ok(None),
         }
     }

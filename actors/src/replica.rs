@@ -122,12 +122,18 @@ pub struct Write {
     pub renew: bool,
 }
 
+/// Labels of `matchd_replica_writes_total`, in the order of [`Write::kind`]
+/// and of the outcome index in [`Replica::write_many`].
+const WRITE_KINDS: [&str; 3] = ["snapshot", "append", "renew"];
+const WRITE_OUTCOMES: [&str; 3] = ["ok", "not_owner", "error"];
+
 impl Write {
-    pub fn kind(&self) -> &'static str {
+    /// Index into [`WRITE_KINDS`].
+    pub fn kind(&self) -> usize {
         match (&self.batch, &self.snapshot) {
-            (_, Some(_)) => "snapshot",
-            (Some(_), None) => "append",
-            (None, None) => "renew",
+            (_, Some(_)) => 0,
+            (Some(_), None) => 1,
+            (None, None) => 2,
         }
     }
 }
@@ -329,6 +335,8 @@ pub struct Replica {
     scripts: Arc<Scripts>,
     write_seconds: Histogram,
     lease_failures: Counter,
+    /// `matchd_replica_writes_total` by kind and outcome, resolved once.
+    writes: Arc<[[Counter; 3]; 3]>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -353,6 +361,11 @@ impl Replica {
             }),
             write_seconds: metrics::histogram!(m::REPLICA_WRITE_SECONDS),
             lease_failures: metrics::counter!(m::LEASE_FAILURES),
+            writes: Arc::new(WRITE_KINDS.map(|kind| {
+                WRITE_OUTCOMES.map(|outcome| {
+                    metrics::counter!(m::REPLICA_WRITES, "kind" => kind, "outcome" => outcome)
+                })
+            })),
         }
     }
 
@@ -362,6 +375,19 @@ impl Replica {
 
     pub fn node_id(&self) -> &str {
         &self.cfg.node_id
+    }
+
+    /// Runs one of the scripts (loading it into Redis first if needed).
+    async fn eval<R: fred::types::FromValue>(
+        &self,
+        script: &Script,
+        keys: Vec<String>,
+        args: Vec<Value>,
+    ) -> Result<R, ReplicaError> {
+        script
+            .evalsha_with_reload(&self.client, keys, args)
+            .await
+            .map_err(ReplicaError::from_redis)
     }
 
     fn key(&self, id: MatchId, what: &str) -> String {
@@ -445,14 +471,14 @@ impl Replica {
         };
         for (kind, res) in kinds.into_iter().zip(&results) {
             let outcome = match res {
-                Ok(()) => "ok",
-                Err(ReplicaError::NotOwner(_)) => "not_owner",
+                Ok(()) => 0,
+                Err(ReplicaError::NotOwner(_)) => 1,
                 Err(_) => {
                     self.lease_failures.increment(1);
-                    "error"
+                    2
                 }
             };
-            metrics::counter!(m::REPLICA_WRITES, "kind" => kind, "outcome" => outcome).increment(1);
+            self.writes[kind][outcome].increment(1);
         }
         results
     }
@@ -464,12 +490,7 @@ impl Replica {
             self.cfg.node_id.as_str().into(),
             (self.cfg.lease_ttl_ms as i64).into(),
         ];
-        let owner: Option<String> = self
-            .scripts
-            .claim
-            .evalsha_with_reload(&self.client, keys, args)
-            .await
-            .map_err(ReplicaError::from_redis)?;
+        let owner: Option<String> = self.eval(&self.scripts.claim, keys, args).await?;
         Ok(match owner {
             None => Claim::Unknown,
             Some(o) if o == self.cfg.node_id => Claim::Ours,
@@ -509,12 +530,7 @@ impl Replica {
     pub async fn clear_seat(&self, player: PlayerId, id: MatchId) -> Result<(), ReplicaError> {
         let keys = vec![self.player_key(player)];
         let args: Vec<Value> = vec![format!("{id}:").into()];
-        let _: i64 = self
-            .scripts
-            .clear_seat
-            .evalsha_with_reload(&self.client, keys, args)
-            .await
-            .map_err(ReplicaError::from_redis)?;
+        let _: i64 = self.eval(&self.scripts.clear_seat, keys, args).await?;
         Ok(())
     }
 
@@ -539,7 +555,7 @@ impl Replica {
     pub async fn node_url(&self, node_id: &str) -> Result<Option<String>, ReplicaError> {
         let raw: Option<String> = self
             .client
-            .get(format!("{}node:{node_id}", self.cfg.prefix))
+            .get(crate::affinity::node_key(&self.cfg.prefix, node_id))
             .await
             .map_err(ReplicaError::from_redis)?;
         Ok(raw
@@ -547,16 +563,23 @@ impl Replica {
             .map(|n| n.url))
     }
 
+    /// The node holding match `id`'s lease and, if it is registered, its URL.
+    pub async fn owner_url(
+        &self,
+        id: MatchId,
+    ) -> Result<Option<(String, Option<String>)>, ReplicaError> {
+        let Some(owner) = self.owner(id).await? else {
+            return Ok(None);
+        };
+        let url = self.node_url(&owner).await?;
+        Ok(Some((owner, url)))
+    }
+
     /// Gives the lease of match `id` up, if this node holds it.
     pub async fn release(&self, id: MatchId) -> Result<(), ReplicaError> {
         let keys = vec![self.key(id, "owner")];
         let args: Vec<Value> = vec![self.cfg.node_id.as_str().into()];
-        let _: i64 = self
-            .scripts
-            .release
-            .evalsha_with_reload(&self.client, keys, args)
-            .await
-            .map_err(ReplicaError::from_redis)?;
+        let _: i64 = self.eval(&self.scripts.release, keys, args).await?;
         Ok(())
     }
 
@@ -568,24 +591,14 @@ impl Replica {
             self.key(id, "log"),
         ];
         let args: Vec<Value> = vec![self.cfg.node_id.as_str().into()];
-        let _: i64 = self
-            .scripts
-            .forget
-            .evalsha_with_reload(&self.client, keys, args)
-            .await
-            .map_err(ReplicaError::from_redis)?;
+        let _: i64 = self.eval(&self.scripts.forget, keys, args).await?;
         Ok(())
     }
 
     /// Reads the snapshot and stream of match `id`; `None` if there is no snapshot.
     pub async fn load(&self, id: MatchId) -> Result<Option<Stored>, ReplicaError> {
         let keys = vec![self.key(id, "snap"), self.key(id, "log")];
-        let values: Vec<Value> = self
-            .scripts
-            .load
-            .evalsha_with_reload(&self.client, keys, Vec::<Value>::new())
-            .await
-            .map_err(ReplicaError::from_redis)?;
+        let values: Vec<Value> = self.eval(&self.scripts.load, keys, Vec::new()).await?;
         decode_stored(&values)
     }
 }
