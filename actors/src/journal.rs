@@ -511,6 +511,22 @@ mod tests {
     }
 
     #[test]
+    fn a_slice_appended_reads_back_as_a_vec() {
+        // The writer journals its buffer in chunks (`&[Record]`) and
+        // replays entries as `Vec<Record>`: one wire format.
+        let dir = TempDir::new("slices");
+        let path = dir.0.join("j.log");
+        let (mut j, _) = Journal::open(&path, FsyncPolicy::Never).expect("open");
+        let rows = batch(5);
+        for part in rows.chunks(2) {
+            j.append(&part).expect("append");
+        }
+        drop(j);
+        let (_, _, all) = reopen(&path);
+        assert_eq!(all, vec![batch(2), rows[2..4].to_vec(), rows[4..].to_vec()]);
+    }
+
+    #[test]
     fn read_all_reports_a_torn_tail_without_changing_the_file() {
         let dir = TempDir::new("readall");
         let path = dir.0.join("j.log");

@@ -404,26 +404,20 @@ impl PersistenceWriter {
             self.buffer.append(&mut records);
             return;
         };
-        let chunk = self.cfg.batch_rows.max(1);
-        while !records.is_empty() {
-            let rest = records.split_off(chunk.min(records.len()));
-            match journal.append(&records) {
-                Ok(_) => {
-                    self.rows_journaled += records.len() as u64;
-                    metrics::counter!(m::JOURNAL_ROWS).increment(records.len() as u64);
-                    records = rest;
-                }
-                Err(e) => {
-                    log::error!(
-                        "journal append failed; keeping {} records in memory: {e}",
-                        records.len() + rest.len()
-                    );
-                    self.last_error = Some(e.to_string());
-                    records.extend(rest);
-                    self.buffer.splice(0..0, records);
-                    return;
-                }
+        let mut done = 0;
+        for part in records.chunks(self.cfg.batch_rows.max(1)) {
+            if let Err(e) = journal.append(&part) {
+                log::error!(
+                    "journal append failed; keeping {} records in memory: {e}",
+                    records.len() - done
+                );
+                self.last_error = Some(e.to_string());
+                self.buffer.splice(0..0, records.drain(done..));
+                return;
             }
+            done += part.len();
+            self.rows_journaled += part.len() as u64;
+            metrics::counter!(m::JOURNAL_ROWS).increment(part.len() as u64);
         }
     }
 
