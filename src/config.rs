@@ -417,8 +417,11 @@ impl Config {
             ));
         }
         let read_database_url = get("DATABASE_READ_URL").or(database_url).map(Secret);
+        let bind = get("MATCHD_BIND").unwrap_or_else(|| "127.0.0.1:8080".into());
         let config = Config {
-            bind: get("MATCHD_BIND").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            advertise_url: get("MATCHD_ADVERTISE_URL")
+                .unwrap_or_else(|| format!("ws://{bind}/v1/ws")),
+            bind,
             workers: size("MATCHD_WORKERS", 0)?,
             max_connections_per_worker: size("MATCHD_MAX_CONNECTIONS_PER_WORKER", 100_000)?,
             max_sessions: size("MATCHD_MAX_SESSIONS", 1_000_000)?,
@@ -434,10 +437,6 @@ impl Config {
             lease_ttl_ms: num("MATCHD_LEASE_TTL_MS", 5_000)?,
             snapshot_ms: num("MATCHD_SNAPSHOT_MS", 2_000)?,
             session_ttl_ms: num("MATCHD_SESSION_TTL_MS", 86_400_000)?,
-            advertise_url: get("MATCHD_ADVERTISE_URL").unwrap_or_else(|| {
-                let bind = get("MATCHD_BIND").unwrap_or_else(|| "127.0.0.1:8080".into());
-                format!("ws://{bind}/v1/ws")
-            }),
         };
         config.validate()?;
         Ok(config)
