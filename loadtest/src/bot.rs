@@ -21,6 +21,29 @@ pub enum Step {
     Ready,
 }
 
+/// xorshift64: plenty for picking cards, cells and jitter in a load test.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// A generator for client number `n` (any seed; never stuck at 0).
+    pub fn new(n: u64) -> Self {
+        Self((0x9e37_79b9_7f4a_7c15 ^ n.wrapping_mul(0x2545_f491_4f6c_dd1d)) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct TacticsBot {
     hand: Vec<u32>,
@@ -32,23 +55,19 @@ pub struct TacticsBot {
     /// The card being placed.
     placing: Option<u32>,
     next_battle_place: Option<Instant>,
-    rng: u64,
+    rng: XorShift,
 }
 
 impl TacticsBot {
     pub fn new(seed: u64) -> Self {
         Self {
-            rng: seed | 1,
+            rng: XorShift::new(seed),
             ..Self::default()
         }
     }
 
     fn random(&mut self, n: usize) -> usize {
-        // xorshift64: plenty for picking cards and cells.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng % n.max(1) as u64) as usize
+        self.rng.below(n)
     }
 
     /// A new match: forget the last one.

@@ -25,7 +25,7 @@ use matchd_actors::registry::RegistryStats;
 use matchd_actors::replica::{Replica, ReplicaConfig};
 use matchd_actors::{Catalog, Engine, EngineConfig};
 
-use crate::bot::{Step, TacticsBot, BATTLE_PLACE_EVERY};
+use crate::bot::{Step, TacticsBot, XorShift, BATTLE_PLACE_EVERY};
 use crate::check::SeqCheck;
 use crate::report::{latency_histogram, record, Latency, MailboxReport, ProcSample};
 
@@ -172,7 +172,7 @@ struct SimClient {
     flags: Arc<Flags>,
     stats: Arc<ThreadStats>,
     next_client_seq: u64,
-    rng: u64,
+    rng: XorShift,
     role: Role,
 }
 
@@ -186,11 +186,7 @@ impl SimClient {
     }
 
     fn random(&mut self, n: usize) -> usize {
-        // xorshift64: plenty for picking cells.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng % n.max(1) as u64) as usize
+        self.rng.below(n)
     }
 
     fn join(&mut self, ctx: &mut Context<Self>, addr: Addr<MatchSession>) {
@@ -722,7 +718,7 @@ async fn drive(opts: Opts) -> std::io::Result<MailboxReport> {
                 flags: flags.clone(),
                 stats: stats[t].clone(),
                 next_client_seq: 0,
-                rng: 0x9e37_79b9_7f4a_7c15 ^ (n as u64).wrapping_mul(0x2545_f491_4f6c_dd1d),
+                rng: XorShift::new(n as u64),
                 role,
             };
             SimClient::start_in_arbiter(&arbiters[t].handle(), move |_| client);

@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::bot::{Step, TacticsBot};
+use crate::bot::{Step, TacticsBot, XorShift};
 use crate::check::SeqCheck;
 use crate::http;
 use crate::plot::Second;
@@ -826,13 +826,8 @@ async fn run_client(
     let mut stopping: Option<Instant> = None;
     // Resume scenario: drop and resume about every `resume_every`, jittered
     // so the clients do not all go at once.
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d);
-    let mut jitter = move |every: Duration| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        every.mul_f64(0.5 + (rng % 1000) as f64 / 1000.0)
-    };
+    let mut rng = XorShift::new(i as u64);
+    let mut jitter = move |every: Duration| every.mul_f64(0.5 + rng.below(1000) as f64 / 1000.0);
     let mut next_drop = Instant::now() + jitter(shared.opts.resume_every);
     while clean {
         let measure = measuring.load(Ordering::Relaxed);
