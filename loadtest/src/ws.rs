@@ -69,6 +69,22 @@ impl Scenario {
     fn marks(self) -> bool {
         matches!(self, Self::Fanout | Self::Resume)
     }
+
+    /// The ruleset this scenario's clients play.
+    fn ruleset(self) -> &'static str {
+        match self {
+            Self::Tactics => "tactics",
+            _ => "sandbox",
+        }
+    }
+
+    /// Seats per room: tactics has two, the others `--room`.
+    fn room_size(self, room: usize) -> usize {
+        match self {
+            Self::Tactics => 2,
+            _ => room.max(1),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -806,13 +822,9 @@ async fn run_client(
     let enc = shared.opts.encoding;
     let join = ClientMsg::Join {
         match_id: room,
-        ruleset: room.is_none().then(|| {
-            match shared.opts.scenario {
-                Scenario::Tactics => "tactics",
-                _ => "sandbox",
-            }
-            .to_string()
-        }),
+        ruleset: room
+            .is_none()
+            .then(|| shared.opts.scenario.ruleset().to_string()),
     };
     let mut client = Client::new(i);
     let mut clean = ws.send(encode(&join, enc)).await.is_ok();
@@ -1047,18 +1059,9 @@ async fn drive(shared: Arc<Shared>, threads: usize) -> Result<WsReport, String> 
             let room = match opts.scenario {
                 Scenario::Connections => None,
                 Scenario::Fanout | Scenario::Tactics | Scenario::Resume => {
-                    let size = if opts.scenario == Scenario::Tactics {
-                        2
-                    } else {
-                        opts.room.max(1)
-                    };
-                    let r = i / size;
+                    let r = i / opts.scenario.room_size(opts.room);
                     while rooms.len() <= r {
-                        let ruleset = if opts.scenario == Scenario::Tactics {
-                            "tactics"
-                        } else {
-                            "sandbox"
-                        };
+                        let ruleset = opts.scenario.ruleset();
                         let body = format!(r#"{{"ruleset":"{ruleset}"}}"#);
                         let (status, text) =
                             http::post_json(shared.server, shared.source(r), "/v1/matches", &body)
