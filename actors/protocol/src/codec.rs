@@ -305,7 +305,7 @@ pub fn decode_server_bincode(bytes: &[u8]) -> Result<ServerMsg, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Action;
+    use crate::Action;
 
     fn check(text: &str, expected: Result<ClientMsg, &str>) {
         let got = decode_json(text);
@@ -404,7 +404,7 @@ mod tests {
 
     #[test]
     fn shared_reply_frames_equal_the_plain_encoding() {
-        let reply = crate::protocol::Reply::Cells {
+        let reply = crate::Reply::Cells {
             cells: vec![[0, 0], [4, 2], [-1, 300]],
         };
         let shared = SharedReply::new(reply.clone());
@@ -439,7 +439,7 @@ mod tests {
             match_id: 5,
             seq: 10,
             seat: Some(1),
-            event: crate::protocol::Event::Marked {
+            event: crate::Event::Marked {
                 x: 1,
                 y: 2,
                 count: 3,
