@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use matchd_actors::journal;
-use matchd_actors::store::Store;
-use matchd_actors::writer::Record;
+use matchd_actors::history::journal;
+use matchd_actors::history::record::Record;
+use matchd_actors::history::store::Store;
 
 use crate::config::Config;
 

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use matchd_actors::journal::FsyncPolicy;
-use matchd_actors::writer::WriterConfig;
+use matchd_actors::history::journal::FsyncPolicy;
+use matchd_actors::history::writer::WriterConfig;
 use matchd_actors::EngineConfig;
 
 /// A value that must never reach a log line (database URLs carry passwords).
@@ -362,10 +362,7 @@ impl Config {
             }
         };
         let node_id = get("MATCHD_NODE_ID").unwrap_or_else(|| {
-            format!(
-                "node-{:06x}",
-                matchd_actors::registry::random_u64() & 0xff_ffff
-            )
+            format!("node-{:06x}", matchd_actors::util::random_u64() & 0xff_ffff)
         });
         let engine = EngineConfig {
             node_id,

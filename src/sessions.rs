@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use fred::prelude::{Client, Expiration, KeysInterface};
-use matchd_actors::protocol::PlayerId;
-use matchd_actors::registry::{random_id, random_u64};
+use matchd_actors::cluster::keys::Keys;
+use matchd_actors::util::{random_id, random_u64};
+use matchd_protocol::PlayerId;
 
 #[derive(Clone)]
 pub struct Sessions {
@@ -19,13 +20,13 @@ pub struct Sessions {
 #[derive(Clone)]
 struct SessionStore {
     client: Client,
-    prefix: String,
+    keys: Keys,
     ttl_ms: u64,
 }
 
 impl SessionStore {
     fn key(&self, token: &str) -> String {
-        format!("{}session:{token}", self.prefix)
+        self.keys.session(token)
     }
 }
 
@@ -45,10 +46,10 @@ impl Sessions {
     }
 
     /// Keeps every session in Redis too (`client` `None`: memory only).
-    pub fn with_redis(mut self, client: Option<Client>, prefix: String, ttl_ms: u64) -> Self {
+    pub fn with_redis(mut self, client: Option<Client>, keys: Keys, ttl_ms: u64) -> Self {
         self.redis = client.map(|client| SessionStore {
             client,
-            prefix,
+            keys,
             ttl_ms,
         });
         self

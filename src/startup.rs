@@ -7,14 +7,14 @@ use actix::{Addr, Arbiter};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use matchd_actors::affinity::{
+use matchd_actors::cluster::control;
+use matchd_actors::cluster::keys::Keys;
+use matchd_actors::cluster::nodes::{
     redis_client, redis_subscriber, Affinity, AffinityConfig, Deregister, GetNodes,
 };
-use matchd_actors::control;
-use matchd_actors::registry::HandoverAll;
-use matchd_actors::replica::{Replica, ReplicaConfig};
-use matchd_actors::store::Store;
-use matchd_actors::writer::{PersistenceWriter, SpillWriter};
+use matchd_actors::cluster::replica::{Replica, ReplicaConfig};
+use matchd_actors::history::store::Store;
+use matchd_actors::history::writer::{PersistenceWriter, SpillWriter};
 use matchd_actors::{Catalog, Engine};
 
 use crate::config::Config;
@@ -69,20 +69,19 @@ impl Application {
         let affinity = match &redis {
             None => None,
             Some(client) => {
-                let directory = engine.directory.clone();
                 let cfg = AffinityConfig {
                     prefix: config.redis_prefix.clone(),
                     node_id: config.engine.node_id.clone(),
                     advertise_url: config.advertise_url.clone(),
                     node_ttl_ms: config.node_ttl_ms,
                 };
-                let load = Box::new(move || directory.len() as u64);
+                let load = Box::new(engine.match_counter());
                 Some(Affinity::start(cfg, client.clone(), load).map_err(std::io::Error::other)?)
             }
         };
         let sessions = Sessions::new(config.max_sessions).with_redis(
             redis.clone(),
-            config.redis_prefix.clone(),
+            Keys::new(&config.redis_prefix),
             config.session_ttl_ms,
         );
         let state = web::Data::new(AppState {
@@ -95,11 +94,14 @@ impl Application {
             affinity: affinity.as_ref().map(|(addr, _)| addr.clone()),
             advertise_url: config.advertise_url.clone(),
             redis: redis.clone(),
-            redis_prefix: config.redis_prefix.clone(),
+            redis_keys: Keys::new(&config.redis_prefix),
         });
         if let Some(url) = &config.redis_url {
             let subscriber = redis_subscriber(&url.0).map_err(std::io::Error::other)?;
-            control::listen(subscriber, config.redis_prefix.clone(), engine.clone());
+            let target = engine.clone();
+            control::listen(subscriber, Keys::new(&config.redis_prefix), move |msg| {
+                target.apply_control(msg);
+            });
         }
         let read_cfg = config
             .read_database_url
@@ -229,7 +231,7 @@ const DRAIN_POLL: Duration = Duration::from_millis(200);
 /// which rebuilds it when they resume there. Without a peer the matches
 /// play on here until they empty (see [`drain`]).
 async fn hand_over(engine: &Engine, affinity: Option<&Addr<Affinity>>) {
-    let (Some(affinity), Some(replica)) = (affinity, engine.replica.as_ref()) else {
+    let (Some(affinity), Some(replica)) = (affinity, engine.replica()) else {
         return;
     };
     let nodes = match affinity
@@ -256,12 +258,7 @@ async fn hand_over(engine: &Engine, affinity: Option<&Addr<Affinity>>) {
         return;
     };
     let url = peer.url;
-    match engine
-        .registry
-        .send(HandoverAll { url: url.clone() })
-        .timeout(Duration::from_secs(2))
-        .await
-    {
+    match engine.hand_over_all(url.clone()).await {
         Ok(n) => {
             log::info!(matches = n, peer = peer.node_id.as_str(), url = url.as_str(); "drain: handing matches over")
         }

@@ -8,7 +8,7 @@
 //! [`ConnError`]) and the connection stays open; only a frame over the size
 //! limit (1009), a protocol violation (1002) or a heartbeat timeout close it.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,12 +16,12 @@ use actix::prelude::*;
 use actix_web_actors::ws;
 use bytes::{Bytes, BytesMut};
 
-use crate::engine::{Engine, LocateError, Located};
-use crate::match_session::{Act, Ask, Disconnected, Join, JoinError, Leave, MatchSession};
 use crate::metrics::{self as m, FrameMetrics};
-use crate::protocol::codec::{self, DecodeError, Encoding, Out};
-use crate::protocol::{ClientMsg, MatchId, PlayerId, Seat, ServerMsg};
-use crate::registry::{EngineError, MatchEntry};
+use crate::node::{Engine, EngineError, LocateError, Located, MatchEntry};
+use crate::session::messages::{Act, Ask, Backlog, Disconnected, Join, JoinError, Leave, ToConn};
+use crate::session::MatchSession;
+use matchd_protocol::codec::{self, DecodeError, Encoding, Out};
+use matchd_protocol::{ClientMsg, MatchId, PlayerId, Seat, ServerMsg};
 
 /// How many times a quick-join looks for another match when the one it was
 /// given filled up in the meantime.
@@ -32,57 +32,6 @@ static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 /// What a `draining` frame tells clients to wait before joining again
 /// (elsewhere, through the load balancer).
 pub const DRAIN_RETRY_AFTER_MS: u64 = 1000;
-
-/// Bytes a match has put in a connection's mailbox that the connection has
-/// not written to its socket yet. The match adds before it sends, the
-/// connection subtracts when it writes; a client that stops reading stops
-/// its connection from being polled, so this grows until the match drops it.
-#[derive(Debug, Default)]
-pub struct Backlog(AtomicUsize);
-
-impl Backlog {
-    /// Adds `n` bytes; returns the new total.
-    pub fn add(&self, n: usize) -> usize {
-        self.0.fetch_add(n, Ordering::Relaxed) + n
-    }
-
-    pub fn sub(&self, n: usize) {
-        self.0.fetch_sub(n, Ordering::Relaxed);
-    }
-}
-
-/// Messages from a match to a connection.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub enum ToConn {
-    /// Write this frame.
-    Frame(Out),
-    /// The player now holds `seat` in `match_id`; `frame` is the `joined`
-    /// snapshot. Ordered with the match's frames, so the connection is
-    /// seated before the client can read `joined`.
-    Joined {
-        match_id: MatchId,
-        seat: Seat,
-        addr: Addr<MatchSession>,
-        frame: Out,
-    },
-    /// The player is no longer in `match_id` (left, or the match ended);
-    /// write `frame` first if present.
-    Detached {
-        match_id: MatchId,
-        frame: Option<Out>,
-    },
-    /// An operator message for every client (`notice`).
-    Notice { message: String },
-    /// An operator removed this player: tell it why and close (1008).
-    Close { code: &'static str, message: String },
-    /// `match_id` dropped this connection from its seat.
-    Kicked {
-        match_id: MatchId,
-        code: &'static str,
-        message: String,
-    },
-}
 
 /// Everything a client can get wrong, mapped to the wire in [`ConnError::frame`].
 #[derive(Debug, thiserror::Error)]
@@ -336,11 +285,11 @@ impl Connection {
         match (match_id, ruleset) {
             (Some(id), None) => match self.engine.lookup(id) {
                 Some(entry) => self.join_entry(ctx, entry, None, resume, enc),
-                None if self.engine.replica.is_some() => self.locate(ctx, id, resume, enc),
+                None if self.engine.is_replicated() => self.locate(ctx, id, resume, enc),
                 None => self.fail(ctx, ConnError::MatchNotFound(id), enc),
             },
             (None, Some(ruleset)) => {
-                if self.engine.catalog.get(&ruleset).is_none() {
+                if self.engine.ruleset(&ruleset).is_none() {
                     return self.fail(ctx, EngineError::UnknownRuleset(ruleset).into(), enc);
                 }
                 self.quick_join(ctx, ruleset, Vec::new(), enc);
@@ -488,7 +437,7 @@ impl Connection {
                 "continuation without a first frame",
             );
         };
-        if partial.buf.len() + chunk.len() > self.engine.cfg.max_message_bytes {
+        if partial.buf.len() + chunk.len() > self.engine.config().max_message_bytes {
             self.partial = None;
             return self.close(ctx, ws::CloseCode::Size, "message too large");
         }
@@ -505,20 +454,19 @@ impl Actor for Connection {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.engine.cfg.connection_mailbox);
+        ctx.set_mailbox_capacity(self.engine.config().connection_mailbox);
         metrics::gauge!(m::CONNECTIONS_OPEN).increment(1.0);
         log::debug!(conn_id = self.id, player_id = self.player_id; "connection opened");
         let welcome = ServerMsg::Welcome {
             player_id: self.player_id,
-            node_id: self.engine.cfg.node_id.clone(),
-            heartbeat_ms: self.engine.cfg.heartbeat_ms,
+            node_id: self.engine.config().node_id.clone(),
+            heartbeat_ms: self.engine.config().heartbeat_ms,
         };
         self.send(ctx, &welcome, self.encoding);
         self.engine
-            .connections
-            .insert(self.id, (self.player_id, ctx.address().recipient()));
-        let timeout = self.engine.cfg.client_timeout();
-        ctx.run_interval(self.engine.cfg.heartbeat(), move |act, ctx| {
+            .connection_opened(self.id, self.player_id, ctx.address().recipient());
+        let timeout = self.engine.config().client_timeout();
+        ctx.run_interval(self.engine.config().heartbeat(), move |act, ctx| {
             if act.engine.is_draining() && !act.told_draining {
                 act.told_draining = true;
                 let msg = ServerMsg::Draining {
@@ -538,7 +486,7 @@ impl Actor for Connection {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         metrics::gauge!(m::CONNECTIONS_OPEN).decrement(1.0);
-        self.engine.connections.remove(&self.id);
+        self.engine.connection_closed(self.id);
         if let Some(s) = self.seated.take() {
             // Must arrive so the seat is marked disconnected; one per connection.
             s.addr.do_send(Disconnected {

@@ -1,32 +1,45 @@
-//! matchd engine library: the wire protocol, the pure rulesets and the actix
-//! actors (registry, match sessions, connections, validation caches).
+//! matchd engine library: the pure rulesets and the actix actors (registry,
+//! match sessions, connections, validation caches, the persistence writer)
+//! over the wire protocol of [`matchd_protocol`].
 //!
-//! Supervision: the [`registry::Registry`] (one per node) starts one Arbiter
-//! per core with a [`validation_cache::ValidationCache`] shard each and
-//! places every [`match_session::MatchSession`] on one of them.
-//! [`connection::Connection`] actors live on the HTTP workers and talk to
-//! their match directly. The [`writer::PersistenceWriter`] (one per node,
-//! on its own Arbiter) receives every match's history and makes it durable
-//! in Postgres or the local [`journal`]. With Redis, every match keeps a
-//! [`replica`] there (lease, snapshot, stream) so another node can take it
-//! over, and the node registers itself through [`affinity::Affinity`].
+//! Layers, each importing only those below it (ARCHITECTURE.md; checked by
+//! `tests/layers.rs`):
+//!
+//! 1. [`matchd_protocol`] (its own crate), then [`rules`], [`config`],
+//!    [`metrics`] and [`util`]: no actors, no I/O.
+//! 2. [`validation_cache`], [`history`] and [`cluster`]: the actors and
+//!    clients of one resource each (the cache, Postgres and the journal,
+//!    Redis). They never import a match, the node or a connection.
+//! 3. [`session`]: the match actor.
+//! 4. [`node`]: the registry that supervises matches, and the [`Engine`]
+//!    handle.
+//! 5. [`connection`]: one actor per WebSocket.
+//!
+//! `session` and `validation_cache` are private: the binary reaches matches
+//! through [`Engine`] and [`connection::Connection`]; benchmarks and tests
+//! that drive the actors directly use [`testing`].
+//!
+//! Supervision: the [`node::Registry`] (one per node) starts one Arbiter per
+//! core with a validation cache shard shard each and places
+//! every match session (`session::MatchSession`) on one of them. Connections live on the
+//! HTTP workers and talk to their match directly. The
+//! [`history::writer::PersistenceWriter`] (one per node, on its own Arbiter)
+//! receives every match's history. With Redis, every match keeps a
+//! [`cluster::replica`] copy so another node can take it over.
 
-pub mod affinity;
+pub mod cluster;
 pub mod config;
 pub mod connection;
-pub mod control;
-pub mod engine;
-pub mod journal;
-pub mod match_session;
+pub mod history;
 pub mod metrics;
-pub mod protocol;
-pub mod registry;
-pub mod replica;
+pub mod node;
 pub mod rules;
-pub mod store;
-pub mod validation_cache;
-pub mod writer;
+mod session;
+pub mod testing;
+pub mod util;
+mod validation_cache;
 
 pub use config::EngineConfig;
-pub use engine::Engine;
+pub use matchd_protocol as protocol;
+pub use node::Engine;
 pub use rules::Catalog;

@@ -19,8 +19,8 @@ use metrics::{Counter, Histogram};
 use rustc_hash::FxHashMap;
 
 use crate::metrics as m;
-use crate::protocol::codec::SharedReply;
-use crate::protocol::{MatchId, Query, Seat};
+use matchd_protocol::codec::SharedReply;
+use matchd_protocol::{MatchId, Query, Seat};
 
 /// What a memoized answer depends on. The ruleset is part of equality but
 /// not of the hash: match ids are unique per node, so it never separates
@@ -273,7 +273,7 @@ impl Handler<ClearCache> for ValidationCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Reply;
+    use matchd_protocol::Reply;
 
     fn key(version: u64) -> CacheKey {
         CacheKey {

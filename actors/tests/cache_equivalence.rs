@@ -7,11 +7,11 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use matchd_actors::protocol::codec::SharedReply;
-use matchd_actors::protocol::{Action, Query, State};
 use matchd_actors::rules::tactics::{TacticsConfig, TacticsGame};
 use matchd_actors::rules::Game;
-use matchd_actors::validation_cache::{CacheKey, Store};
+use matchd_actors::testing::{CacheKey, CacheStore as Store};
+use matchd_protocol::codec::SharedReply;
+use matchd_protocol::{Action, Query, State};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]

@@ -10,11 +10,11 @@ use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use matchd_actors::protocol::codec::{encode, Encoding, SharedReply};
-use matchd_actors::protocol::{Action, Query, Reply, ServerMsg, State};
 use matchd_actors::rules::tactics::{TacticsConfig, TacticsGame};
 use matchd_actors::rules::Game;
-use matchd_actors::validation_cache::{CacheKey, Store};
+use matchd_actors::testing::{CacheKey, CacheStore as Store};
+use matchd_protocol::codec::{encode, Encoding, SharedReply};
+use matchd_protocol::{Action, Query, Reply, ServerMsg, State};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,10 +10,10 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use matchd_actors::affinity::connected_client;
-use matchd_actors::protocol::codec::{decode_server_json, encode_client_json};
-use matchd_actors::protocol::{Action, ClientMsg, Event, ServerMsg};
-use matchd_actors::replica::{Replica, ReplicaConfig};
+use matchd_actors::cluster::nodes::connected_client;
+use matchd_actors::cluster::replica::{Replica, ReplicaConfig};
+use matchd_protocol::codec::{decode_server_json, encode_client_json};
+use matchd_protocol::{Action, ClientMsg, Event, ServerMsg};
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
 

@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use hdrhistogram::Histogram;
-use matchd_actors::affinity::connected_client;
-use matchd_actors::connection::{Backlog, ToConn};
-use matchd_actors::match_session::{Act, Ask, Join, MatchSession};
-use matchd_actors::protocol::codec::{decode_server_bincode, decode_server_json, Encoding, Out};
-use matchd_actors::protocol::{Action, Event, Query, Reply, Seat, ServerMsg, State};
-use matchd_actors::registry::RegistryStats;
-use matchd_actors::replica::{Replica, ReplicaConfig};
+use matchd_actors::cluster::nodes::connected_client;
+use matchd_actors::cluster::replica::{Replica, ReplicaConfig};
+use matchd_actors::node::RegistryStats;
+use matchd_actors::testing::{Act, Ask, Join, MatchSession};
+use matchd_actors::testing::{Backlog, ToConn};
 use matchd_actors::{Catalog, Engine, EngineConfig};
+use matchd_protocol::codec::{decode_server_bincode, decode_server_json, Encoding, Out};
+use matchd_protocol::{Action, Event, Query, Reply, Seat, ServerMsg, State};
 
 use crate::bot::{Step, TacticsBot, XorShift, BATTLE_PLACE_EVERY};
 use crate::check::SeqCheck;
@@ -774,7 +774,7 @@ async fn drive(opts: Opts) -> std::io::Result<MailboxReport> {
             "cache": opts.cache,
             "redis": opts.redis.is_some(),
             "encoding": opts.encoding.as_str(),
-            "arbiters": engine.cfg.arbiter_count(),
+            "arbiters": engine.config().arbiter_count(),
             "client_threads": threads,
             "cores": cores(),
         }),

@@ -8,7 +8,7 @@ use loadtest::stages::Stages;
 use loadtest::threshold::{Comparison, Threshold};
 use loadtest::ws::{self, Scenario, WsReport};
 use loadtest::{cache_bench, failover, plot, report};
-use matchd_actors::protocol::codec::Encoding;
+use matchd_protocol::codec::Encoding;
 
 const USAGE: &str = "\
 loadtest: benchmarks for matchd

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use matchd_actors::protocol::codec::{
+use matchd_protocol::codec::{
     decode_server_bincode, decode_server_json, encode_client_bincode, encode_client_json, Encoding,
 };
-use matchd_actors::protocol::{Action, ClientMsg, Event, Query, Reply, ServerMsg, State};
+use matchd_protocol::{Action, ClientMsg, Event, Query, Reply, ServerMsg, State};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;

@@ -16,13 +16,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use matchd_actors::connection::{Backlog, ToConn};
-use matchd_actors::journal::FsyncPolicy;
-use matchd_actors::match_session::{Act, Join};
-use matchd_actors::protocol::codec::Encoding;
-use matchd_actors::protocol::Action;
-use matchd_actors::writer::{GetWriterStats, PersistenceWriter, WriterConfig};
+use matchd_actors::history::journal::FsyncPolicy;
+use matchd_actors::history::writer::{GetWriterStats, PersistenceWriter, WriterConfig};
+use matchd_actors::testing::{Act, Join};
+use matchd_actors::testing::{Backlog, ToConn};
 use matchd_actors::{Catalog, Engine, EngineConfig};
+use matchd_protocol::codec::Encoding;
+use matchd_protocol::Action;
 use tokio::sync::mpsc;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/matchd_bench";

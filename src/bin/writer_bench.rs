@@ -15,12 +15,12 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use matchd_actors::journal::FsyncPolicy;
-use matchd_actors::protocol::{Event, MatchResult};
-use matchd_actors::store::Store;
-use matchd_actors::writer::{
-    unix_ms, GetWriterStats, Persist, PersistenceWriter, Record, WriterConfig,
-};
+use matchd_actors::history::journal::FsyncPolicy;
+use matchd_actors::history::record::{Persist, Record};
+use matchd_actors::history::store::Store;
+use matchd_actors::history::writer::{GetWriterStats, PersistenceWriter, WriterConfig};
+use matchd_actors::util::unix_ms;
+use matchd_protocol::{Event, MatchResult};
 use tokio_postgres::NoTls;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/matchd_bench";

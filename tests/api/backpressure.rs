@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use matchd_actors::protocol::codec::Encoding;
-use matchd_actors::protocol::{Action, ClientMsg, Event, ServerMsg};
 use matchd_actors::rules::Outcome;
 use matchd_actors::Catalog;
+use matchd_protocol::codec::Encoding;
+use matchd_protocol::{Action, ClientMsg, Event, ServerMsg};
 
 use crate::doubles::Scripted;
 use crate::support::{spawn_app_with, Closed};

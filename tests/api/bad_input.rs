@@ -1,6 +1,6 @@
 use awc::ws::CloseCode;
-use matchd_actors::protocol::codec::{encode_client_bincode, Encoding};
-use matchd_actors::protocol::{Action, ClientMsg, Event, Query, ServerMsg};
+use matchd_protocol::codec::{encode_client_bincode, Encoding};
+use matchd_protocol::{Action, ClientMsg, Event, Query, ServerMsg};
 
 use crate::support::spawn_app;
 

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use matchd_actors::protocol::codec::Encoding;
-use matchd_actors::protocol::{Action, ClientMsg, Event, Query, Reply, ServerMsg, State};
+use matchd_protocol::codec::Encoding;
+use matchd_protocol::{Action, ClientMsg, Event, Query, Reply, ServerMsg, State};
 use serde_json::Value;
 
 use crate::redis::TestRedis;

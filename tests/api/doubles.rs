@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use matchd_actors::protocol::{Action, Query, Reply, Seat, SeatView, State};
 use matchd_actors::rules::{Game, Outcome, Rejection, Ruleset};
+use matchd_protocol::{Action, Query, Reply, Seat, SeatView, State};
 
 type Apply = dyn Fn(&Action) -> Result<Outcome, Rejection> + Send + Sync;
 

@@ -3,9 +3,9 @@
 //! once nobody is connected to a match.
 
 use matchd::config::Secret;
-use matchd_actors::protocol::codec::Encoding;
-use matchd_actors::protocol::{ClientMsg, ServerMsg};
 use matchd_actors::Catalog;
+use matchd_protocol::codec::Encoding;
+use matchd_protocol::{ClientMsg, ServerMsg};
 
 use crate::support::{eventually, spawn_app, spawn_app_with, TestApp, WAIT};
 

@@ -1,9 +1,9 @@
 use std::time::{Duration, Instant};
 
 use awc::ws::CloseCode;
-use matchd_actors::protocol::codec::Encoding;
-use matchd_actors::protocol::{Event, ServerMsg};
 use matchd_actors::Catalog;
+use matchd_protocol::codec::Encoding;
+use matchd_protocol::{Event, ServerMsg};
 
 use crate::support::spawn_app_with;
 

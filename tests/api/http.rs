@@ -1,4 +1,4 @@
-use matchd_actors::protocol::codec::Encoding;
+use matchd_protocol::codec::Encoding;
 
 use crate::support::spawn_app;
 
@@ -128,7 +128,7 @@ async fn health_ready_and_metrics() {
 
 #[actix_rt::test]
 async fn a_session_tells_where_its_player_sits() {
-    use matchd_actors::protocol::{ClientMsg, ServerMsg};
+    use matchd_protocol::{ClientMsg, ServerMsg};
 
     use crate::support::WsClient;
 

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use matchd::routes::{EventPage, MatchCreated, SessionCreated};
-use matchd_actors::journal::{FsyncPolicy, Journal};
-use matchd_actors::protocol::codec::Encoding;
-use matchd_actors::protocol::{Action, ClientMsg, Event, MatchResult, Query, ServerMsg};
-use matchd_actors::writer::Record;
+use matchd_actors::history::journal::{FsyncPolicy, Journal};
+use matchd_actors::history::record::Record;
 use matchd_actors::Catalog;
+use matchd_protocol::codec::Encoding;
+use matchd_protocol::{Action, ClientMsg, Event, MatchResult, Query, ServerMsg};
 use serde_json::Value;
 
 use crate::pg::TestPg;

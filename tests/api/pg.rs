@@ -73,7 +73,7 @@ impl TestPg {
         let dir = std::env::temp_dir().join(format!(
             "matchd-pg-{}-{:x}",
             std::process::id(),
-            matchd_actors::registry::random_u64()
+            matchd_actors::util::random_u64()
         ));
         std::fs::create_dir_all(&dir).expect("pg temp dir");
         let pg = Self {

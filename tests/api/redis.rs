@@ -5,9 +5,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use matchd::config::Secret;
-use matchd_actors::protocol::codec::Encoding;
-use matchd_actors::protocol::{Action, ClientMsg, Event, ServerMsg};
 use matchd_actors::Catalog;
+use matchd_protocol::codec::Encoding;
+use matchd_protocol::{Action, ClientMsg, Event, ServerMsg};
 
 use crate::support::{eventually, free_port, spawn_app_with, TestApp, WAIT};
 
@@ -224,8 +224,8 @@ async fn without_redis_the_node_lists_itself() {
 /// overwrite the snapshot, even with a stream id that would still fit.
 #[actix_rt::test]
 async fn a_stale_owner_can_never_write() {
-    use matchd_actors::affinity::connected_client;
-    use matchd_actors::replica::{
+    use matchd_actors::cluster::nodes::connected_client;
+    use matchd_actors::cluster::replica::{
         encode, Batch, Claim, MatchSnapshot, Replica, ReplicaConfig, ReplicaError, Write,
     };
     let redis = TestRedis::start();

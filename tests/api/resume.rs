@@ -1,9 +1,9 @@
 //! Resume after a disconnect: the missed events are replayed from the ring
 //! buffer, or a `joined` snapshot is sent when they are older than it.
 
-use matchd_actors::protocol::codec::Encoding;
-use matchd_actors::protocol::{Action, ClientMsg, Event, ServerMsg};
 use matchd_actors::Catalog;
+use matchd_protocol::codec::Encoding;
+use matchd_protocol::{Action, ClientMsg, Event, ServerMsg};
 
 use crate::support::{spawn_app, spawn_app_with, TestApp, WsClient};
 

@@ -1,6 +1,6 @@
 use futures_util::future::join_all;
-use matchd_actors::protocol::codec::Encoding;
-use matchd_actors::protocol::{Action, ClientMsg, Event, ServerMsg};
+use matchd_protocol::codec::Encoding;
+use matchd_protocol::{Action, ClientMsg, Event, ServerMsg};
 
 use crate::support::{spawn_app, WsClient};
 

@@ -16,11 +16,11 @@ use futures_util::{SinkExt, StreamExt};
 use matchd::config::Config;
 use matchd::routes::{MatchCreated, SessionCreated};
 use matchd::startup::Application;
-use matchd_actors::protocol::codec::{
+use matchd_actors::Catalog;
+use matchd_protocol::codec::{
     decode_server_bincode, decode_server_json, encode_client_bincode, encode_client_json, Encoding,
 };
-use matchd_actors::protocol::{ClientMsg, ServerMsg};
-use matchd_actors::Catalog;
+use matchd_protocol::{ClientMsg, ServerMsg};
 
 /// How long a helper waits for something the server must send.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -58,7 +58,7 @@ impl TempDir {
         let dir = std::env::temp_dir().join(format!(
             "matchd-test-{name}-{}-{:x}",
             std::process::id(),
-            matchd_actors::registry::random_u64()
+            matchd_actors::util::random_u64()
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         Self(dir)
@@ -191,7 +191,7 @@ impl TestApp {
 }
 
 /// For `recv_until`: the result of an `ended` frame.
-pub fn ended_result(m: &ServerMsg) -> Option<matchd_actors::protocol::MatchResult> {
+pub fn ended_result(m: &ServerMsg) -> Option<matchd_protocol::MatchResult> {
     match m {
         ServerMsg::Ended { result, .. } => Some(result.clone()),
         _ => None,
@@ -375,13 +375,13 @@ impl WsClient {
     pub async fn mark(&mut self, client_seq: u64) -> u64 {
         self.send(&ClientMsg::Action {
             client_seq,
-            action: matchd_actors::protocol::Action::Mark { x: 1, y: 1 },
+            action: matchd_protocol::Action::Mark { x: 1, y: 1 },
         })
         .await;
         self.recv_until(|m| match m {
             ServerMsg::Event {
                 seq,
-                event: matchd_actors::protocol::Event::Marked { .. },
+                event: matchd_protocol::Event::Marked { .. },
                 ..
             } => Some(*seq),
             _ => None,
@@ -408,8 +408,8 @@ pub async fn deploy_hand(
     p: &mut WsClient,
     client_seq: &mut u64,
     observe: &mut impl FnMut(&ServerMsg),
-) -> (Vec<matchd_actors::protocol::CardView>, usize) {
-    use matchd_actors::protocol::{Action, Event, Query, Reply, State};
+) -> (Vec<matchd_protocol::CardView>, usize) {
+    use matchd_protocol::{Action, Event, Query, Reply, State};
     *client_seq += 1;
     let ask = *client_seq;
     p.send(&ClientMsg::Query {

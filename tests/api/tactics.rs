@@ -1,5 +1,5 @@
-use matchd_actors::protocol::codec::Encoding;
-use matchd_actors::protocol::{Action, ClientMsg, Event, ServerMsg, State};
+use matchd_protocol::codec::Encoding;
+use matchd_protocol::{Action, ClientMsg, Event, ServerMsg, State};
 
 use crate::support::{deploy_hand, ended_result, spawn_app, WsClient};
 

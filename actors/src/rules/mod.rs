@@ -15,7 +15,7 @@ pub mod tactics;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::protocol::{Action, Event, MatchResult, Query, Reply, Seat, SeatView, State};
+use matchd_protocol::{Action, Event, MatchResult, Query, Reply, Seat, SeatView, State};
 
 /// Why an action or query was refused. `code` is a stable snake_case string
 /// that clients can match on.

@@ -8,7 +8,7 @@ use super::{
     decode_snapshot, encode_snapshot, unknown_action, unknown_query, Game, Outcome, Rejection,
     Ruleset,
 };
-use crate::protocol::{Action, Event, Query, Reply, Seat, SeatView, State};
+use matchd_protocol::{Action, Event, Query, Reply, Seat, SeatView, State};
 
 pub const WIDTH: i32 = 5;
 pub const HEIGHT: i32 = 3;

@@ -20,7 +20,7 @@ use super::{
     decode_snapshot, encode_snapshot, unknown_action, unknown_query, Game, Outcome, Rejection,
     Ruleset,
 };
-use crate::protocol::{
+use matchd_protocol::{
     Action, CardView, Event, MatchResult, Query, Reply, Seat, SeatView, State, TacticsView,
     UnitView,
 };

@@ -20,12 +20,9 @@ use fred::prelude::{
 use metrics::{Counter, Gauge, Histogram};
 use serde::{Deserialize, Serialize};
 
+use super::keys::Keys;
 use crate::metrics as m;
-
-/// The key of node `id`'s registration.
-pub fn node_key(prefix: &str, id: &str) -> String {
-    format!("{prefix}node:{id}")
-}
+use crate::util::unix_ms;
 
 /// Settings of the Redis presence.
 #[derive(Clone)]
@@ -99,6 +96,7 @@ pub type LoadFn = Box<dyn Fn() -> u64 + Send>;
 
 pub struct Affinity {
     cfg: AffinityConfig,
+    keys: Keys,
     client: Client,
     load: LoadFn,
     registered: bool,
@@ -143,7 +141,7 @@ pub async fn connected_client(url: &str) -> Result<Client, AffinityError> {
 }
 
 /// A pub/sub client with the same policies as [`redis_client`]; connected
-/// by [`crate::control::listen`].
+/// by [`super::control::listen`].
 pub fn redis_subscriber(url: &str) -> Result<fred::clients::SubscriberClient, AffinityError> {
     let config = Config::from_url(url).map_err(|e| AffinityError::Redis(e.to_string()))?;
     Builder::from_config(config)
@@ -164,6 +162,7 @@ impl Affinity {
     ) -> Result<(Addr<Affinity>, Arbiter), AffinityError> {
         let arbiter = Arbiter::new();
         let addr = Affinity::start_in_arbiter(&arbiter.handle(), move |_| Affinity {
+            keys: Keys::new(&cfg.prefix),
             cfg,
             client,
             load,
@@ -176,26 +175,18 @@ impl Affinity {
         Ok((addr, arbiter))
     }
 
-    fn node_key(&self, id: &str) -> String {
-        node_key(&self.cfg.prefix, id)
-    }
-
-    fn ids_key(&self) -> String {
-        format!("{}node-ids", self.cfg.prefix)
-    }
-
     fn renew(&mut self, ctx: &mut Context<Self>) {
         let info = NodeInfo {
             node_id: self.cfg.node_id.clone(),
             url: self.cfg.advertise_url.clone(),
             matches: (self.load)(),
-            renewed_at_ms: unix_ms(),
+            renewed_at_ms: unix_ms(SystemTime::now()),
         };
         let value = serde_json::to_string(&info).unwrap_or_default();
         let (client, key, ids, id) = (
             self.client.clone(),
-            self.node_key(&self.cfg.node_id),
-            self.ids_key(),
+            self.keys.node(&self.cfg.node_id),
+            self.keys.node_ids(),
             self.cfg.node_id.clone(),
         );
         let ttl = self.cfg.node_ttl_ms as i64;
@@ -251,8 +242,8 @@ impl Handler<Deregister> for Affinity {
     fn handle(&mut self, _: Deregister, _: &mut Self::Context) -> Self::Result {
         let (client, key, ids, id) = (
             self.client.clone(),
-            self.node_key(&self.cfg.node_id),
-            self.ids_key(),
+            self.keys.node(&self.cfg.node_id),
+            self.keys.node_ids(),
             self.cfg.node_id.clone(),
         );
         let fut = async move {
@@ -273,14 +264,14 @@ impl Handler<GetNodes> for Affinity {
 
     fn handle(&mut self, _: GetNodes, _: &mut Self::Context) -> Self::Result {
         let (client, ids_key, prefix) =
-            (self.client.clone(), self.ids_key(), self.cfg.prefix.clone());
+            (self.client.clone(), self.keys.node_ids(), self.keys.clone());
         Box::pin(async move {
             let redis = |e: fred::error::Error| AffinityError::Redis(e.to_string());
             let ids: Vec<String> = client.smembers(&ids_key).await.map_err(redis)?;
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
-            let keys: Vec<String> = ids.iter().map(|id| node_key(&prefix, id)).collect();
+            let keys: Vec<String> = ids.iter().map(|id| prefix.node(id)).collect();
             let values: Vec<Option<String>> = client.mget(keys).await.map_err(redis)?;
             let mut nodes = Vec::new();
             let mut gone = Vec::new();
@@ -310,10 +301,4 @@ impl Handler<GetRedisHealth> for Affinity {
             last_error: self.last_error.clone(),
         })
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

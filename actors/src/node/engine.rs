@@ -9,36 +9,64 @@ use actix::prelude::*;
 
 use dashmap::DashMap;
 
-use crate::config::EngineConfig;
-use crate::connection::ToConn;
-use crate::match_session::RebuildError;
-use crate::protocol::{MatchId, PlayerId, Seat};
-use crate::registry::{
-    CreateMatch, Directory, EngineError, GetStats, MatchEntry, PlayerSeats, QuickJoin, Registry,
-    RegistryStats, RestoreError, RestoreMatch,
+use matchd_protocol::{MatchId, PlayerId, Seat};
+
+use super::directory::{Directory, MatchEntry};
+use super::error::{EngineError, LocateError};
+use super::registry::{
+    CreateMatch, GetStats, HandoverAll, QuickJoin, Registry, RegistryStats, RestoreError,
+    RestoreMatch,
 };
-use crate::replica::{Claim, Replica, ReplicaError};
-use crate::rules::Catalog;
-use crate::writer::Persist;
+use crate::cluster::control::ControlMsg;
+use crate::cluster::replica::{Claim, MatchSnapshot, Replica, ReplicaError};
+use crate::config::EngineConfig;
+use crate::history::record::Persist;
+use crate::rules::{Catalog, Ruleset};
+use crate::session::messages::{PlayerSeats, ToConn};
+use crate::session::rebuild::RebuildError;
 
 /// How long a caller waits for the registry before answering `engine_unavailable`.
 const REGISTRY_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct Engine {
-    pub registry: Addr<Registry>,
-    pub directory: Directory,
-    pub catalog: Catalog,
-    pub cfg: Arc<EngineConfig>,
+    registry: Addr<Registry>,
+    directory: Directory,
+    catalog: Catalog,
+    cfg: Arc<EngineConfig>,
     /// Set once the node drains: no new matches, no new players.
     draining: Arc<AtomicBool>,
     /// Redis replication; `None` when the node runs alone.
-    pub replica: Option<Replica>,
+    replica: Option<Replica>,
     /// Every open connection, by connection id: the targets of operator
     /// kicks and broadcasts.
-    pub connections: Arc<DashMap<u64, (PlayerId, Recipient<ToConn>)>>,
+    pub(super) connections: Arc<DashMap<u64, (PlayerId, Recipient<ToConn>)>>,
     /// Who holds a seat in which of this node's matches.
-    pub seats: PlayerSeats,
+    seats: PlayerSeats,
+}
+
+/// Where a match lives, as [`Engine::where_is`] sees it without taking it
+/// over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Whereabouts {
+    /// On this node.
+    Here,
+    /// On `node_id` (its lease in Redis), reachable at `url` if that node
+    /// is registered.
+    Elsewhere {
+        node_id: String,
+        url: Option<String>,
+    },
+    /// No live match with this id is known.
+    Unknown,
+}
+
+/// A live match of another node, as its Redis copy describes it.
+#[derive(Debug, Clone)]
+pub struct RemoteMatch {
+    pub node_id: String,
+    pub url: Option<String>,
+    pub snapshot: MatchSnapshot,
 }
 
 /// Where a match is, as [`Engine::locate`] found it.
@@ -50,45 +78,6 @@ pub enum Located {
         node_id: String,
         url: String,
     },
-}
-
-/// Why [`Engine::locate`] found no match to join.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LocateError {
-    #[error("no live match with id {0}")]
-    NotFound(MatchId),
-    #[error("the match had ended")]
-    Ended,
-    #[error("the match's node is gone and its lease has not expired yet; retry shortly")]
-    Recovering,
-    #[error("redis is unreachable; matches on other nodes cannot be reached now")]
-    Redis(String),
-    #[error("{0}")]
-    Engine(#[from] EngineError),
-    #[error("the match's copy in redis cannot be rebuilt: {0}")]
-    Corrupt(String),
-}
-
-impl LocateError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            LocateError::NotFound(_) => "match_not_found",
-            LocateError::Ended => "match_ended",
-            LocateError::Recovering => "match_recovering",
-            LocateError::Redis(_) => "redis_unavailable",
-            LocateError::Engine(e) => e.code(),
-            LocateError::Corrupt(_) => "match_unrecoverable",
-        }
-    }
-}
-
-impl From<ReplicaError> for LocateError {
-    fn from(e: ReplicaError) -> Self {
-        match e {
-            ReplicaError::Corrupt(m) => LocateError::Corrupt(m),
-            other => LocateError::Redis(other.to_string()),
-        }
-    }
 }
 
 impl Engine {
@@ -189,6 +178,100 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Where match `id` lives, without taking it over (for reads: the
+    /// session lookup, the match summary). [`Engine::locate`] is the one
+    /// for joining.
+    pub async fn where_is(&self, id: MatchId) -> Result<Whereabouts, ReplicaError> {
+        if self.lookup(id).is_some() {
+            return Ok(Whereabouts::Here);
+        }
+        let Some(replica) = &self.replica else {
+            return Ok(Whereabouts::Unknown);
+        };
+        Ok(match replica.owner_url(id).await? {
+            Some((node_id, url)) => Whereabouts::Elsewhere { node_id, url },
+            None => Whereabouts::Unknown,
+        })
+    }
+
+    /// A live match another node owns, from its lease and snapshot in
+    /// Redis; `None` if it is here, unknown or has no snapshot.
+    pub async fn remote_match(&self, id: MatchId) -> Result<Option<RemoteMatch>, ReplicaError> {
+        let Whereabouts::Elsewhere { node_id, url } = self.where_is(id).await? else {
+            return Ok(None);
+        };
+        let Some(replica) = &self.replica else {
+            return Ok(None);
+        };
+        Ok(replica.load(id).await?.map(|stored| RemoteMatch {
+            node_id,
+            url,
+            snapshot: stored.snapshot,
+        }))
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.cfg.node_id
+    }
+
+    /// The ruleset called `name`, if this node has it.
+    pub fn ruleset(&self, name: &str) -> Option<&Arc<dyn Ruleset>> {
+        self.catalog.get(name)
+    }
+
+    /// Redis replication, when the node runs with Redis.
+    pub fn replica(&self) -> Option<&Replica> {
+        self.replica.as_ref()
+    }
+
+    /// Whether matches are replicated to Redis (so a match not found here
+    /// may live on another node).
+    pub fn is_replicated(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    /// How many matches live on this node.
+    pub fn live_matches(&self) -> usize {
+        self.directory.len()
+    }
+
+    /// A function that counts this node's live matches (the node
+    /// registration reports it), without holding the engine.
+    pub fn match_counter(&self) -> impl Fn() -> u64 + Send + 'static {
+        let directory = self.directory.clone();
+        move || directory.len() as u64
+    }
+
+    /// A connection opened (`conn_id`, for `player`): a target of kicks and
+    /// broadcasts until [`Engine::connection_closed`].
+    pub fn connection_opened(&self, conn_id: u64, player: PlayerId, conn: Recipient<ToConn>) {
+        self.connections.insert(conn_id, (player, conn));
+    }
+
+    pub fn connection_closed(&self, conn_id: u64) {
+        self.connections.remove(&conn_id);
+    }
+
+    /// Applies an operator control message to this node; how many local
+    /// targets it reached.
+    pub fn apply_control(&self, msg: &ControlMsg) -> usize {
+        super::control::apply(self, msg)
+    }
+
+    /// Asks every live match to hand itself over to the node at `url`
+    /// (drain); how many were asked.
+    pub async fn hand_over_all(&self, url: String) -> Result<usize, EngineError> {
+        self.registry
+            .send(HandoverAll { url })
+            .timeout(REGISTRY_TIMEOUT)
+            .await
+            .map_err(|_| EngineError::Unavailable)
     }
 
     /// From now on the node takes no new matches and no new players;

@@ -28,18 +28,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
-use bincode::{Decode, Encode};
 use tokio::sync::oneshot;
 
-use crate::journal::{FsyncPolicy, Journal, Recovery};
+use super::breaker::{backoff, Breaker, BreakerState};
+use super::journal::{FsyncPolicy, Journal, Recovery};
+use super::record::{Persist, Record};
+use super::store::{Store, StoreConfig, StoreError, Written};
 use crate::metrics as m;
-use crate::protocol::{Event, MatchId, MatchResult, PlayerId, Seat};
-use crate::store::{Store, StoreConfig, StoreError, Written};
-
-/// Records for the writer; sent with `do_send` from every match, in order.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Persist(pub Vec<Record>);
+use crate::util::{random_u64, unix_ms};
 
 /// The writer's state, for `/ready`, tests and the benchmark.
 #[derive(Message)]
@@ -51,43 +47,6 @@ pub struct GetWriterStats;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SpillWriter;
-
-/// One unit of match history, as buffered, journaled and written.
-#[derive(Debug, Clone, PartialEq, Encode, Decode)]
-pub enum Record {
-    MatchCreated {
-        match_id: MatchId,
-        ruleset: String,
-        node_id: String,
-        created_at_ms: u64,
-    },
-    Event {
-        match_id: MatchId,
-        seq: u64,
-        seat: Option<Seat>,
-        at_ms: u64,
-        event: Event,
-    },
-    /// `last_seq` is the seq of the match's last event. `players` is every
-    /// (seat, player) that sat in the match, as the match knows it (it keeps
-    /// them across a failover in its Redis copy).
-    MatchEnded {
-        match_id: MatchId,
-        ruleset: String,
-        node_id: String,
-        created_at_ms: u64,
-        ended_at_ms: u64,
-        last_seq: u64,
-        result: MatchResult,
-        players: Vec<(Seat, PlayerId)>,
-    },
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Settings of the writer (filled from `DATABASE_URL`, `MATCHD_DATA_DIR`,
 /// `MATCHD_WRITER_*`, `MATCHD_JOURNAL_*`, `MATCHD_BREAKER_*`).
@@ -172,104 +131,6 @@ impl WriterConfig {
             timeout: Duration::from_millis(self.db_timeout_ms),
         }
     }
-}
-
-/// Circuit breaker states; the metric exports 0, 1, 2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakerState {
-    Closed,
-    HalfOpen,
-    Open,
-}
-
-impl BreakerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::HalfOpen => "half_open",
-            BreakerState::Open => "open",
-        }
-    }
-
-    pub fn gauge(self) -> f64 {
-        match self {
-            BreakerState::Closed => 0.0,
-            BreakerState::HalfOpen => 1.0,
-            BreakerState::Open => 2.0,
-        }
-    }
-}
-
-/// Closed: try. `threshold` consecutive failures open it: do not try for
-/// `open_for`. Then half-open: one probe; success closes, failure reopens.
-#[derive(Debug, Clone)]
-pub struct Breaker {
-    state: BreakerState,
-    failures: u32,
-    threshold: u32,
-    open_for: Duration,
-    opened_at: Option<Instant>,
-}
-
-impl Breaker {
-    pub fn new(threshold: u32, open_for: Duration) -> Self {
-        Self {
-            state: BreakerState::Closed,
-            failures: 0,
-            threshold: threshold.max(1),
-            open_for,
-            opened_at: None,
-        }
-    }
-
-    pub fn state(&self) -> BreakerState {
-        self.state
-    }
-
-    /// Whether an attempt may be made at `now` (moves open to half-open
-    /// once the open period is over).
-    pub fn allows(&mut self, now: Instant) -> bool {
-        match self.state {
-            BreakerState::Closed | BreakerState::HalfOpen => true,
-            BreakerState::Open => {
-                if self
-                    .opened_at
-                    .is_some_and(|t| now.duration_since(t) >= self.open_for)
-                {
-                    self.state = BreakerState::HalfOpen;
-                    true
-                } else {
-                    false
-                }
-            }
-        }
-    }
-
-    pub fn success(&mut self) {
-        self.state = BreakerState::Closed;
-        self.failures = 0;
-        self.opened_at = None;
-    }
-
-    pub fn failure(&mut self, now: Instant) {
-        self.failures = self.failures.saturating_add(1);
-        if self.state == BreakerState::HalfOpen || self.failures >= self.threshold {
-            self.state = BreakerState::Open;
-            self.opened_at = Some(now);
-        }
-    }
-}
-
-/// Delay before retry number `attempt` (0-based): `base * 2^attempt`,
-/// capped at 2 s, then "equal jitter" (between half and all of it) so nodes
-/// that lost the database together do not retry in lockstep.
-pub fn backoff(base_ms: u64, attempt: u32, random: u64) -> Duration {
-    let exp = base_ms
-        .max(1)
-        .saturating_mul(1u64 << attempt.min(16))
-        .min(2000);
-    let half = exp / 2;
-    Duration::from_millis(half + random % (exp - half + 1))
 }
 
 /// The writer's state as `/ready` reports it.
@@ -609,8 +470,7 @@ impl PersistenceWriter {
                 let closed = self.breaker.state() == BreakerState::Closed;
                 if attempt + 1 < self.cfg.retries && closed && !self.draining {
                     metrics::counter!(m::WRITER_RETRIES).increment(1);
-                    let delay =
-                        backoff(self.cfg.backoff_ms, attempt, crate::registry::random_u64());
+                    let delay = backoff(self.cfg.backoff_ms, attempt, random_u64());
                     ctx.run_later(delay, move |act, ctx| {
                         if act.draining {
                             act.give_up(batch, source);
@@ -741,89 +601,5 @@ impl Handler<SpillWriter> for PersistenceWriter {
         Box::pin(async move {
             let _ = rx.await;
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn breaker_opens_after_threshold_and_probes_after_the_open_period() {
-        let t0 = Instant::now();
-        let open_for = Duration::from_millis(100);
-        let mut b = Breaker::new(3, open_for);
-        assert!(b.allows(t0));
-        b.failure(t0);
-        b.failure(t0);
-        assert_eq!(b.state(), BreakerState::Closed);
-        b.failure(t0);
-        assert_eq!(b.state(), BreakerState::Open);
-        assert!(!b.allows(t0 + Duration::from_millis(50)));
-        assert!(b.allows(t0 + open_for));
-        assert_eq!(b.state(), BreakerState::HalfOpen);
-        // A failed probe reopens at once.
-        b.failure(t0 + open_for);
-        assert_eq!(b.state(), BreakerState::Open);
-        assert!(!b.allows(t0 + open_for + Duration::from_millis(1)));
-        assert!(b.allows(t0 + open_for * 2));
-        b.success();
-        assert_eq!(b.state(), BreakerState::Closed);
-        b.failure(t0);
-        assert_eq!(b.state(), BreakerState::Closed, "the count restarted");
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_is_capped() {
-        for random in [0, 1, 7, u64::MAX] {
-            let d0 = backoff(50, 0, random).as_millis();
-            assert!((25..=50).contains(&d0), "{d0}");
-            let d2 = backoff(50, 2, random).as_millis();
-            assert!((100..=200).contains(&d2), "{d2}");
-            let big = backoff(50, 30, random).as_millis();
-            assert!((1000..=2000).contains(&big), "{big}");
-        }
-        assert_ne!(backoff(50, 3, 1), backoff(50, 3, 150), "jitter");
-    }
-
-    #[test]
-    fn records_survive_the_journal_codec() {
-        let records = vec![
-            Record::MatchCreated {
-                match_id: 1,
-                ruleset: "tactics".into(),
-                node_id: "n".into(),
-                created_at_ms: 5,
-            },
-            Record::Event {
-                match_id: 1,
-                seq: 1,
-                seat: None,
-                at_ms: 6,
-                event: Event::PlayerJoined {
-                    seat: 0,
-                    player_id: 9,
-                },
-            },
-            Record::MatchEnded {
-                match_id: 1,
-                ruleset: "tactics".into(),
-                node_id: "n".into(),
-                created_at_ms: 5,
-                ended_at_ms: 7,
-                last_seq: 1,
-                result: MatchResult {
-                    winner: Some(0),
-                    reason: "concede".into(),
-                    scores: vec![20, 3],
-                },
-                players: vec![(0, 9)],
-            },
-        ];
-        let entry = crate::journal::encode_entry(&records).expect("encode");
-        let back: Vec<Record> =
-            crate::journal::decode_payload(&entry[crate::journal::HEADER_BYTES..], 0)
-                .expect("decode");
-        assert_eq!(back, records);
     }
 }

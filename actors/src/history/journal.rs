@@ -396,7 +396,7 @@ mod tests {
             let dir = std::env::temp_dir().join(format!(
                 "matchd-journal-{name}-{}-{:x}",
                 std::process::id(),
-                crate::registry::random_u64()
+                crate::util::random_u64()
             ));
             std::fs::create_dir_all(&dir).expect("temp dir");
             Self(dir)

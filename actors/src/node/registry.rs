@@ -16,68 +16,21 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
-use dashmap::DashMap;
 
+use matchd_protocol::MatchId;
+
+use super::directory::{Directory, MatchEntry};
+use super::error::EngineError;
+use crate::cluster::replica::{Replica, Stored};
 use crate::config::EngineConfig;
-use crate::match_session::{rebuild, Handover, MatchSession, MatchSpec, RebuildError};
+use crate::history::record::Persist;
 use crate::metrics as m;
-use crate::protocol::{MatchId, PlayerId, Seat};
-use crate::replica::{Replica, Stored};
-use crate::rules::Catalog;
+use crate::rules::{Catalog, Ruleset};
+use crate::session::messages::{Handover, MatchInfo, MatchStopped, PlayerSeats};
+use crate::session::rebuild::{rebuild, RebuildError, Rebuilt};
+use crate::session::{MatchSession, MatchSpec};
+use crate::util::{random_id, random_u64};
 use crate::validation_cache::{CacheStats, GetCacheStats, ValidationCache};
-use crate::writer::Persist;
-
-/// What every thread may read about a match without messaging it.
-#[derive(Debug)]
-pub struct MatchInfo {
-    pub id: MatchId,
-    pub ruleset: &'static str,
-    pub max_seats: u8,
-    pub occupied: AtomicU8,
-    pub connected: AtomicU8,
-    pub joinable: AtomicBool,
-    pub created_at: SystemTime,
-    pub arbiter: usize,
-}
-
-/// A directory entry: the match's address and its shared info.
-#[derive(Clone)]
-pub struct MatchEntry {
-    pub addr: Addr<MatchSession>,
-    pub info: Arc<MatchInfo>,
-}
-
-/// `match_id -> entry`, readable from any thread. Never hold a `Ref` into it
-/// across another call on the map (dashmap may deadlock): clone out.
-pub type Directory = Arc<DashMap<MatchId, MatchEntry>>;
-
-/// `player_id -> (match_id, seat)` for the seats held in this node's
-/// matches (connected or not), kept by the matches.
-pub type PlayerSeats = Arc<DashMap<PlayerId, (MatchId, Seat)>>;
-
-/// Errors of the engine layer, each with a stable code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EngineError {
-    #[error("unknown ruleset {0:?}")]
-    UnknownRuleset(String),
-    #[error("this node hosts its maximum of {0} matches")]
-    TooManyMatches(usize),
-    #[error("the engine is not answering")]
-    Unavailable,
-    #[error("this node is draining and takes no new matches or players")]
-    Draining,
-}
-
-impl EngineError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            EngineError::UnknownRuleset(_) => "unknown_ruleset",
-            EngineError::TooManyMatches(_) => "too_many_matches",
-            EngineError::Unavailable => "engine_unavailable",
-            EngineError::Draining => "draining",
-        }
-    }
-}
 
 /// Create a match of `ruleset`.
 #[derive(Message)]
@@ -116,13 +69,6 @@ pub enum RestoreError {
 #[rtype(result = "usize")]
 pub struct HandoverAll {
     pub url: String,
-}
-
-/// A match actor stopped; sent from its `stopped()`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct MatchStopped {
-    pub id: MatchId,
 }
 
 /// Counts for `/ready` and the metrics.
@@ -213,10 +159,10 @@ impl Registry {
         &mut self,
         ctx: &mut Context<Self>,
         id: MatchId,
-        ruleset: Arc<dyn crate::rules::Ruleset>,
+        ruleset: Arc<dyn Ruleset>,
         seed: u64,
         created_at: SystemTime,
-        rebuilt: Option<crate::match_session::Rebuilt>,
+        rebuilt: Option<Rebuilt>,
     ) -> MatchEntry {
         let arbiter = self.next_arbiter % self.arbiters.len().max(1);
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
@@ -446,23 +392,4 @@ impl Handler<GetStats> for Registry {
             }
         })
     }
-}
-
-/// A random id in 1..2^53, exact in every JSON implementation.
-pub fn random_id() -> u64 {
-    (random_u64() & ((1 << 53) - 1)).max(1)
-}
-
-/// 64 random bits from the operating system.
-pub fn random_u64() -> u64 {
-    let mut buf = [0u8; 8];
-    if getrandom::fill(&mut buf).is_err() {
-        // The OS source failing is not something a caller can act on; fall
-        // back to the clock so ids stay distinct.
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        return nanos ^ 0x9e37_79b9_7f4a_7c15;
-    }
-    u64::from_le_bytes(buf)
 }

@@ -27,9 +27,10 @@ use fred::types::scripts::Script;
 use fred::types::Value;
 use metrics::{Counter, Histogram};
 
+use super::keys::Keys;
 use crate::metrics as m;
-use crate::protocol::{Action, Event, MatchId, PlayerId, Seat};
 use crate::rules::{decode_snapshot, encode_snapshot};
+use matchd_protocol::{Action, Event, MatchId, PlayerId, Seat};
 
 /// How long the snapshot and stream of a match outlive its last write:
 /// a match whose node died can be taken over this long (players resume
@@ -331,6 +332,7 @@ struct Scripts {
 #[derive(Clone)]
 pub struct Replica {
     client: Client,
+    keys: Keys,
     cfg: Arc<ReplicaConfig>,
     scripts: Arc<Scripts>,
     write_seconds: Histogram,
@@ -350,6 +352,7 @@ impl Replica {
     pub fn new(client: Client, cfg: ReplicaConfig) -> Self {
         Self {
             client,
+            keys: Keys::new(&cfg.prefix),
             cfg: Arc::new(cfg),
             scripts: Arc::new(Scripts {
                 write: Script::from_lua(WRITE_LUA),
@@ -390,10 +393,6 @@ impl Replica {
             .map_err(ReplicaError::from_redis)
     }
 
-    fn key(&self, id: MatchId, what: &str) -> String {
-        format!("{}match:{id}:{what}", self.cfg.prefix)
-    }
-
     /// Performs one write of match `id`; fails with `NotOwner` when another
     /// node holds its lease. Writes of the matches on one thread are
     /// coalesced: while one round trip is in flight the next ones queue,
@@ -424,9 +423,9 @@ impl Replica {
         let mut kinds = Vec::with_capacity(n);
         for (id, w) in writes {
             kinds.push(w.kind());
-            keys.push(self.key(id, "owner"));
-            keys.push(self.key(id, "log"));
-            keys.push(self.key(id, "snap"));
+            keys.push(self.keys.match_owner(id));
+            keys.push(self.keys.match_log(id));
+            keys.push(self.keys.match_snapshot(id));
             let empty = || Value::Bytes(Bytes::new());
             let (batch_id, batch) = match w.batch {
                 Some((n, bytes)) => (format!("{n}-1"), Value::Bytes(bytes.into())),
@@ -485,7 +484,7 @@ impl Replica {
 
     /// Takes the lease of match `id` if it has a copy and no other owner.
     pub async fn claim(&self, id: MatchId) -> Result<Claim, ReplicaError> {
-        let keys = vec![self.key(id, "owner"), self.key(id, "snap")];
+        let keys = vec![self.keys.match_owner(id), self.keys.match_snapshot(id)];
         let args: Vec<Value> = vec![
             self.cfg.node_id.as_str().into(),
             (self.cfg.lease_ttl_ms as i64).into(),
@@ -501,7 +500,7 @@ impl Replica {
     /// The node holding match `id`'s lease, if any.
     pub async fn owner(&self, id: MatchId) -> Result<Option<String>, ReplicaError> {
         self.client
-            .get(self.key(id, "owner"))
+            .get(self.keys.match_owner(id))
             .await
             .map_err(ReplicaError::from_redis)
     }
@@ -516,7 +515,7 @@ impl Replica {
     ) -> Result<(), ReplicaError> {
         self.client
             .set::<(), _, _>(
-                self.player_key(player),
+                self.keys.player(player),
                 format!("{id}:{seat}"),
                 Some(fred::types::Expiration::PX(RETENTION_MS as i64)),
                 None,
@@ -528,7 +527,7 @@ impl Replica {
 
     /// `player` left match `id`: forget its seat unless it sits elsewhere now.
     pub async fn clear_seat(&self, player: PlayerId, id: MatchId) -> Result<(), ReplicaError> {
-        let keys = vec![self.player_key(player)];
+        let keys = vec![self.keys.player(player)];
         let args: Vec<Value> = vec![format!("{id}:").into()];
         let _: i64 = self.eval(&self.scripts.clear_seat, keys, args).await?;
         Ok(())
@@ -538,7 +537,7 @@ impl Replica {
     pub async fn seat_of(&self, player: PlayerId) -> Result<Option<(MatchId, Seat)>, ReplicaError> {
         let raw: Option<String> = self
             .client
-            .get(self.player_key(player))
+            .get(self.keys.player(player))
             .await
             .map_err(ReplicaError::from_redis)?;
         Ok(raw.and_then(|v| {
@@ -547,19 +546,15 @@ impl Replica {
         }))
     }
 
-    fn player_key(&self, player: PlayerId) -> String {
-        format!("{}player:{player}", self.cfg.prefix)
-    }
-
     /// The WebSocket URL node `node_id` registered, if it is registered.
     pub async fn node_url(&self, node_id: &str) -> Result<Option<String>, ReplicaError> {
         let raw: Option<String> = self
             .client
-            .get(crate::affinity::node_key(&self.cfg.prefix, node_id))
+            .get(self.keys.node(node_id))
             .await
             .map_err(ReplicaError::from_redis)?;
         Ok(raw
-            .and_then(|v| serde_json::from_str::<crate::affinity::NodeInfo>(&v).ok())
+            .and_then(|v| serde_json::from_str::<super::nodes::NodeInfo>(&v).ok())
             .map(|n| n.url))
     }
 
@@ -577,7 +572,7 @@ impl Replica {
 
     /// Gives the lease of match `id` up, if this node holds it.
     pub async fn release(&self, id: MatchId) -> Result<(), ReplicaError> {
-        let keys = vec![self.key(id, "owner")];
+        let keys = vec![self.keys.match_owner(id)];
         let args: Vec<Value> = vec![self.cfg.node_id.as_str().into()];
         let _: i64 = self.eval(&self.scripts.release, keys, args).await?;
         Ok(())
@@ -586,9 +581,9 @@ impl Replica {
     /// Removes the copy of an ended match, if this node owns it.
     pub async fn forget(&self, id: MatchId) -> Result<(), ReplicaError> {
         let keys = vec![
-            self.key(id, "owner"),
-            self.key(id, "snap"),
-            self.key(id, "log"),
+            self.keys.match_owner(id),
+            self.keys.match_snapshot(id),
+            self.keys.match_log(id),
         ];
         let args: Vec<Value> = vec![self.cfg.node_id.as_str().into()];
         let _: i64 = self.eval(&self.scripts.forget, keys, args).await?;
@@ -597,7 +592,7 @@ impl Replica {
 
     /// Reads the snapshot and stream of match `id`; `None` if there is no snapshot.
     pub async fn load(&self, id: MatchId) -> Result<Option<Stored>, ReplicaError> {
-        let keys = vec![self.key(id, "snap"), self.key(id, "log")];
+        let keys = vec![self.keys.match_snapshot(id), self.keys.match_log(id)];
         let values: Vec<Value> = self.eval(&self.scripts.load, keys, Vec::new()).await?;
         decode_stored(&values)
     }

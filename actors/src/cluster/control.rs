@@ -1,6 +1,6 @@
 //! Operator control messages: kick a player, end a match, broadcast a
 //! notice to every client. With Redis they travel over pub/sub on
-//! `{prefix}control`, so each reaches whichever node holds its target;
+//! `{prefix}control` ([`super::keys::Keys::control`]), so each reaches whichever node holds its target;
 //! without, they apply to this node only.
 
 use fred::prelude::{ClientLike, EventInterface, PubsubInterface};
@@ -8,11 +8,10 @@ use fred::types::Value;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::connection::ToConn;
-use crate::engine::Engine;
-use crate::match_session::EndMatch;
+use matchd_protocol::{MatchId, PlayerId};
+
+use super::keys::Keys;
 use crate::metrics as m;
-use crate::protocol::{MatchId, PlayerId};
 
 /// Longest notice an operator may broadcast.
 pub const MAX_NOTICE_BYTES: usize = 4096;
@@ -46,87 +45,34 @@ impl ControlMsg {
     }
 }
 
-/// The pub/sub channel of control messages.
-pub fn channel(prefix: &str) -> String {
-    format!("{prefix}control")
-}
-
-/// Applies `msg` to this node; returns how many local targets it reached
-/// (connections kicked or told, matches ended).
-pub fn apply(engine: &Engine, msg: &ControlMsg) -> usize {
-    metrics::counter!(m::CONTROL_MESSAGES, "kind" => msg.kind(), "direction" => "applied")
-        .increment(1);
-    match msg {
-        ControlMsg::Kick { player_id, reason } => {
-            let targets: Vec<_> = engine
-                .connections
-                .iter()
-                .filter(|e| e.value().0 == *player_id)
-                .map(|e| e.value().1.clone())
-                .collect();
-            for conn in &targets {
-                conn.do_send(ToConn::Close {
-                    code: "kicked",
-                    message: reason
-                        .clone()
-                        .unwrap_or_else(|| "removed by an operator".into()),
-                });
-            }
-            if !targets.is_empty() {
-                log::info!(player_id = *player_id, connections = targets.len(); "player kicked");
-            }
-            targets.len()
-        }
-        ControlMsg::EndMatch { match_id, reason } => match engine.lookup(*match_id) {
-            Some(entry) => {
-                entry.addr.do_send(EndMatch {
-                    reason: reason.clone().unwrap_or_else(|| "ended_by_operator".into()),
-                });
-                log::info!(match_id = *match_id; "match ended by an operator");
-                1
-            }
-            None => 0,
-        },
-        ControlMsg::Broadcast { message } => {
-            let targets: Vec<_> = engine
-                .connections
-                .iter()
-                .map(|e| e.value().1.clone())
-                .collect();
-            for conn in &targets {
-                // One frame per operator request: bounded by the requests.
-                conn.do_send(ToConn::Notice {
-                    message: message.clone(),
-                });
-            }
-            targets.len()
-        }
-    }
-}
-
 /// Publishes `msg` to every node (this one included, through its
 /// subscription); returns how many nodes were subscribed.
 pub async fn publish(
     client: &fred::prelude::Client,
-    prefix: &str,
+    keys: &Keys,
     msg: &ControlMsg,
 ) -> Result<u64, fred::error::Error> {
     let body = serde_json::to_string(msg).unwrap_or_default();
-    let receivers: i64 = client.publish(channel(prefix), body).await?;
+    let receivers: i64 = client.publish(keys.control(), body).await?;
     metrics::counter!(m::CONTROL_MESSAGES, "kind" => msg.kind(), "direction" => "sent")
         .increment(1);
     Ok(receivers.max(0) as u64)
 }
 
-/// Listens on the control channel with `subscriber` and applies what
-/// arrives, on the current Arbiter. fred reconnects (its policy) and
+/// Listens on the control channel with `subscriber` and hands what arrives
+/// to `apply`, on the current Arbiter (the node layer applies it: this
+/// layer knows no connection or match). fred reconnects (its policy) and
 /// `manage_subscriptions` subscribes again after each reconnect.
-pub fn listen(subscriber: fred::clients::SubscriberClient, prefix: String, engine: Engine) {
+pub fn listen(
+    subscriber: fred::clients::SubscriberClient,
+    keys: Keys,
+    apply: impl Fn(&ControlMsg) + 'static,
+) {
     actix::spawn(async move {
         let mut rx = subscriber.message_rx();
         drop(subscriber.connect());
         let _resubscribe = subscriber.manage_subscriptions();
-        let ch = channel(&prefix);
+        let ch = keys.control();
         let mut delay = std::time::Duration::from_millis(100);
         // The first subscription waits for Redis; later ones are fred's.
         while let Err(e) = subscriber.subscribe(ch.clone()).await {
@@ -144,9 +90,7 @@ pub fn listen(subscriber: fred::clients::SubscriberClient, prefix: String, engin
                         _ => continue,
                     };
                     match serde_json::from_str::<ControlMsg>(&text) {
-                        Ok(msg) => {
-                            apply(&engine, &msg);
-                        }
+                        Ok(msg) => apply(&msg),
                         Err(e) => log::warn!("control channel: ignoring a malformed message: {e}"),
                     }
                 }

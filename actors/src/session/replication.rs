@@ -1,0 +1,503 @@
+//! A match's replication to Redis as a plain state machine.
+//!
+//! The match tells it what happened (an input, a numbered event, the end,
+//! a timer) and hands it the frames it wants to send; the machine answers
+//! with the next [`Step`]: frames that may go out now, a [`Write`] to send to
+//! Redis, or that the match may stop. When the write returns, the match
+//! passes the result to [`Replication::written`] and gets back the frames it
+//! released. The machine does no I/O, owns no actor and never calls back
+//! into one, so every rule below is unit-tested on its own.
+//!
+//! The rules:
+//! - Frames wait until the batch that made them is in Redis, so every event
+//!   a client has seen survives a failover. One write is in flight at a
+//!   time; what happens meanwhile goes into the next one.
+//! - A write that fails for want of Redis makes the match *degraded*: frames
+//!   go out at once, pending batches are dropped, and the next write is a
+//!   full snapshot (retried every renewal period) that covers what the
+//!   stream missed. A successful write ends the degraded mode.
+//! - A write refused because another node holds the lease means the match
+//!   moved: the frames held back never reach a client, and the match stops.
+//! - The lease is renewed every renewal period by a write of its own unless
+//!   a snapshot renewed it; plain appends do not renew it.
+//! - An ended or handed-over match stops once its last write is
+//!   acknowledged and nothing is held back; a handover is cancelled when
+//!   Redis does not take its snapshot.
+//!
+//! `F` is what the match holds back (its frames and control messages); the
+//! machine only stores and returns them, in order.
+
+use std::time::{Duration, Instant};
+
+use crate::cluster::replica::{self, Batch, Input, MatchSnapshot, Recorded, ReplicaError, Write};
+use matchd_protocol::MatchId;
+
+/// Why a replicated match stops once its last write is acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopAfterWrite {
+    Ended,
+    Handover(String),
+}
+
+/// What the match should do next (see [`Replication::step`]).
+#[derive(Debug, PartialEq)]
+pub enum Step<F> {
+    /// Send these now, in order, then ask again.
+    Release(Vec<F>),
+    /// Write to Redis: build the write with [`Replication::begin_write`],
+    /// passing a snapshot of the game when `snapshot` is true.
+    Write { snapshot: bool },
+    /// Everything is written and sent: stop the match for this reason.
+    Stop(StopAfterWrite),
+    /// Nothing to do until a write returns or something happens.
+    Idle,
+}
+
+/// What a finished write means for the match.
+#[derive(Debug, PartialEq)]
+pub enum Written<F> {
+    /// Send these now, in order, then ask [`Replication::step`] again.
+    Release(Vec<F>),
+    /// Another node holds the lease (its id): stop; what was held back is
+    /// dropped, it never reached a client.
+    Moved(String),
+}
+
+/// The write in flight and what it will settle.
+#[derive(Debug)]
+struct InFlight {
+    sent: Instant,
+    renews: bool,
+    /// The batch number a snapshot in it includes.
+    snapshot_batch: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct Replication<F> {
+    match_id: MatchId,
+    /// What changed since the last write.
+    pending: Batch,
+    /// Held back for the next write; `sealed` wait for the one in flight.
+    open: Vec<F>,
+    sealed: Vec<F>,
+    in_flight: Option<InFlight>,
+    /// The last batch number given out.
+    batch_no: u64,
+    /// The batch the last written snapshot includes, and the one before.
+    snap_batch: u64,
+    prev_snap_batch: u64,
+    snapshot_due: bool,
+    renew_due: bool,
+    degraded: bool,
+    /// When the lease was last renewed (when that write was sent).
+    last_renew: Instant,
+    stop_after: Option<StopAfterWrite>,
+}
+
+impl<F> Replication<F> {
+    /// A new match: its first write is a snapshot, which takes the lease.
+    pub fn new(match_id: MatchId, now: Instant) -> Self {
+        Self {
+            match_id,
+            pending: Batch::default(),
+            open: Vec::new(),
+            sealed: Vec::new(),
+            in_flight: None,
+            batch_no: 0,
+            snap_batch: 0,
+            prev_snap_batch: 0,
+            snapshot_due: true,
+            renew_due: false,
+            degraded: false,
+            last_renew: now,
+            stop_after: None,
+        }
+    }
+
+    /// A match rebuilt from its copy, whose snapshot includes batch
+    /// `snap_batch` and whose stream ends at `batch_no`.
+    pub fn resumed(match_id: MatchId, now: Instant, batch_no: u64, snap_batch: u64) -> Self {
+        Self {
+            batch_no,
+            snap_batch,
+            prev_snap_batch: snap_batch,
+            ..Self::new(match_id, now)
+        }
+    }
+
+    fn changed(&self) -> bool {
+        !self.pending.inputs.is_empty() || !self.pending.events.is_empty() || self.pending.ended
+    }
+
+    /// Whether Redis is unreachable for this match (frames are not held).
+    #[cfg(test)]
+    pub fn is_degraded(&self) -> bool {
+        self.degraded
+    }
+
+    /// Holds `item` back until the current batch is in Redis; or, when the
+    /// match is degraded, gives it back to be sent at once.
+    pub fn hold(&mut self, item: F) -> Option<F> {
+        if self.degraded {
+            return Some(item);
+        }
+        self.open.push(item);
+        None
+    }
+
+    /// Something that changed the match, for replay on another node.
+    pub fn record_input(&mut self, input: Input) {
+        self.pending.inputs.push(input);
+    }
+
+    /// An event as numbered and broadcast.
+    pub fn record_event(&mut self, event: Recorded) {
+        self.pending.events.push(event);
+    }
+
+    /// The match ended: write that, then stop.
+    pub fn end(&mut self) {
+        self.pending.ended = true;
+        self.stop_after = Some(StopAfterWrite::Ended);
+    }
+
+    /// Hand the match over (drain): a last snapshot, then stop. Refused
+    /// (false) while degraded: without a snapshot in Redis nobody could
+    /// take the match, so it plays on here.
+    pub fn hand_over(&mut self, url: String) -> bool {
+        if self.degraded {
+            return false;
+        }
+        self.snapshot_due = true;
+        self.stop_after = Some(StopAfterWrite::Handover(url));
+        true
+    }
+
+    /// The renewal timer: past `every` since the last renewal, renew the
+    /// lease (degraded: retry a full snapshot instead). True if that made
+    /// a write due.
+    pub fn renewal_timer(&mut self, now: Instant, every: Duration) -> bool {
+        if now.duration_since(self.last_renew) < every {
+            return false;
+        }
+        if self.degraded {
+            self.snapshot_due = true;
+        } else {
+            self.renew_due = true;
+        }
+        true
+    }
+
+    /// The snapshot timer: a snapshot is due if a batch was written since
+    /// the last one. True if that made a write due.
+    pub fn snapshot_timer(&mut self) -> bool {
+        if self.batch_no > self.snap_batch {
+            self.snapshot_due = true;
+            return true;
+        }
+        false
+    }
+
+    /// The next step.
+    pub fn step(&mut self) -> Step<F> {
+        if self.in_flight.is_some() {
+            return Step::Idle;
+        }
+        // Degraded, only a snapshot is written; it covers what happens
+        // meanwhile, so pending batches are dropped.
+        if self.snapshot_due || (!self.degraded && (self.changed() || self.renew_due)) {
+            return Step::Write {
+                snapshot: self.snapshot_due,
+            };
+        }
+        if self.degraded {
+            self.pending = Batch::default();
+        }
+        if !self.open.is_empty() {
+            return Step::Release(std::mem::take(&mut self.open));
+        }
+        match self.stop_after.take() {
+            Some(stop) => Step::Stop(stop),
+            None => Step::Idle,
+        }
+    }
+
+    /// Builds the write that [`Step::Write`] asked for; `snapshot` is the
+    /// game's snapshot (its `batch` is filled in here). Everything held
+    /// back so far waits for this write.
+    pub fn begin_write(&mut self, snapshot: Option<MatchSnapshot>, now: Instant) -> Write {
+        let mut write = Write::default();
+        if self.changed() && !self.degraded {
+            self.batch_no += 1;
+            let batch = std::mem::take(&mut self.pending);
+            write.batch = replica::encode(&batch).map(|b| (self.batch_no, b));
+        } else {
+            self.pending = Batch::default();
+        }
+        if let Some(mut snap) = snapshot {
+            snap.batch = self.batch_no;
+            write.snapshot = replica::encode(&snap).map(|b| (self.batch_no, b));
+            // Keep the batches since the snapshot before the last written
+            // one, so a node taking over can replay recent events to
+            // resuming clients even if it reads the older snapshot.
+            write.trim_below = Some(self.prev_snap_batch + 1);
+        }
+        write.latest_batch = self.batch_no;
+        write.renew = self.renew_due || write.snapshot.is_some();
+        self.in_flight = Some(InFlight {
+            sent: now,
+            renews: write.renew,
+            snapshot_batch: write.snapshot.as_ref().map(|(n, _)| *n),
+        });
+        self.snapshot_due = false;
+        self.renew_due = false;
+        self.sealed = std::mem::take(&mut self.open);
+        write
+    }
+
+    /// The write in flight returned `res`.
+    pub fn written(&mut self, res: Result<(), ReplicaError>) -> Written<F> {
+        let Some(flight) = self.in_flight.take() else {
+            return Written::Release(Vec::new());
+        };
+        match res {
+            Ok(()) => {
+                if self.degraded {
+                    log::info!(match_id = self.match_id; "match replicated in redis again");
+                }
+                self.degraded = false;
+                if flight.renews {
+                    self.last_renew = flight.sent;
+                }
+                if let Some(n) = flight.snapshot_batch {
+                    self.prev_snap_batch = self.snap_batch;
+                    self.snap_batch = n;
+                }
+            }
+            Err(ReplicaError::NotOwner(owner)) => {
+                self.sealed.clear();
+                self.open.clear();
+                self.stop_after = None;
+                return Written::Moved(owner);
+            }
+            Err(e) => {
+                if !self.degraded {
+                    log::warn!(match_id = self.match_id; "could not replicate the match: {e}; playing on without waiting for redis");
+                }
+                self.degraded = true;
+                if matches!(self.stop_after, Some(StopAfterWrite::Handover(_))) {
+                    log::warn!(match_id = self.match_id; "handover cancelled: redis did not take the snapshot");
+                    self.stop_after = None;
+                }
+            }
+        }
+        Written::Release(std::mem::take(&mut self.sealed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use matchd_protocol::Event;
+
+    fn snap() -> MatchSnapshot {
+        MatchSnapshot {
+            match_id: 1,
+            ruleset: "sandbox".into(),
+            seq: 0,
+            batch: 0,
+            seed: 0,
+            created_at_ms: 0,
+            players: vec![],
+            participants: vec![],
+            game: vec![1, 2, 3],
+        }
+    }
+
+    fn event(seq: u64) -> Recorded {
+        Recorded {
+            seq,
+            seat: None,
+            event: Event::PlayerLeft { seat: 0 },
+        }
+    }
+
+    /// A machine past its first snapshot, idle.
+    fn settled(now: Instant) -> Replication<u32> {
+        let mut r = Replication::new(1, now);
+        assert_eq!(r.step(), Step::Write { snapshot: true });
+        let w = r.begin_write(Some(snap()), now);
+        assert!(w.snapshot.is_some() && w.renew && w.batch.is_none());
+        assert_eq!(r.written(Ok(())), Written::Release(vec![]));
+        assert_eq!(r.step(), Step::Idle);
+        r
+    }
+
+    #[test]
+    fn frames_wait_for_their_batch_and_writes_do_not_overlap() {
+        let now = Instant::now();
+        let mut r = settled(now);
+        r.record_event(event(1));
+        assert_eq!(r.hold(10), None);
+        assert_eq!(r.step(), Step::Write { snapshot: false });
+        let w = r.begin_write(None, now);
+        assert_eq!(w.batch.as_ref().map(|(n, _)| *n), Some(1));
+        assert!(!w.renew, "a plain append does not renew the lease");
+        // Meanwhile: more happens; it waits for the next write.
+        r.record_event(event(2));
+        assert_eq!(r.hold(11), None);
+        assert_eq!(r.step(), Step::Idle, "one write in flight at a time");
+        assert_eq!(r.written(Ok(())), Written::Release(vec![10]));
+        assert_eq!(r.step(), Step::Write { snapshot: false });
+        let w = r.begin_write(None, now);
+        assert_eq!(w.batch.map(|(n, _)| n), Some(2));
+        assert_eq!(r.written(Ok(())), Written::Release(vec![11]));
+        assert_eq!(r.step(), Step::Idle);
+    }
+
+    #[test]
+    fn held_items_with_nothing_to_write_go_out_at_once() {
+        let now = Instant::now();
+        let mut r = settled(now);
+        assert_eq!(r.hold(5), None);
+        assert_eq!(r.step(), Step::Release(vec![5]));
+        assert_eq!(r.step(), Step::Idle);
+    }
+
+    #[test]
+    fn a_failed_write_degrades_then_a_snapshot_recovers() {
+        let now = Instant::now();
+        let mut r = settled(now);
+        r.record_event(event(1));
+        r.hold(1);
+        assert_eq!(r.step(), Step::Write { snapshot: false });
+        r.begin_write(None, now);
+        let down = Err(ReplicaError::Redis("down".into()));
+        assert_eq!(r.written(down), Written::Release(vec![1]));
+        assert!(r.is_degraded());
+        // Degraded: frames are not held, batches are not written.
+        assert_eq!(r.hold(2), Some(2));
+        r.record_event(event(2));
+        assert_eq!(r.step(), Step::Idle);
+        // The renewal timer asks for a snapshot, not a renewal.
+        let later = now + Duration::from_secs(1);
+        assert!(r.renewal_timer(later, Duration::from_millis(500)));
+        assert_eq!(r.step(), Step::Write { snapshot: true });
+        let w = r.begin_write(Some(snap()), later);
+        assert!(
+            w.batch.is_none(),
+            "degraded: no batch, the snapshot covers it"
+        );
+        assert_eq!(w.snapshot.as_ref().map(|(n, _)| *n), Some(1));
+        assert_eq!(r.written(Ok(())), Written::Release(vec![]));
+        assert!(!r.is_degraded());
+        assert_eq!(r.hold(3), None, "held again once replicated");
+    }
+
+    #[test]
+    fn losing_the_lease_drops_what_was_held_and_moves_the_match() {
+        let now = Instant::now();
+        let mut r = settled(now);
+        r.record_event(event(1));
+        r.hold(1);
+        r.step();
+        r.begin_write(None, now);
+        r.hold(2);
+        let lost = Err(ReplicaError::NotOwner("n2".into()));
+        assert_eq!(r.written(lost), Written::Moved("n2".into()));
+        assert_eq!(r.step(), Step::Idle, "nothing held back is ever released");
+    }
+
+    #[test]
+    fn an_ended_match_stops_after_its_last_write() {
+        let now = Instant::now();
+        let mut r = settled(now);
+        r.record_event(event(1));
+        r.hold(7);
+        r.end();
+        assert_eq!(r.step(), Step::Write { snapshot: false });
+        let w = r.begin_write(None, now);
+        let batch: Batch =
+            crate::rules::decode_snapshot(&w.batch.expect("batch").1).expect("decodes");
+        assert!(batch.ended);
+        assert_eq!(r.step(), Step::Idle, "not before the write returns");
+        assert_eq!(r.written(Ok(())), Written::Release(vec![7]));
+        assert_eq!(r.step(), Step::Stop(StopAfterWrite::Ended));
+        assert_eq!(r.step(), Step::Idle);
+    }
+
+    #[test]
+    fn a_handover_writes_a_snapshot_and_is_cancelled_if_redis_fails() {
+        let now = Instant::now();
+        let mut r = settled(now);
+        assert!(r.hand_over("ws://b".into()));
+        assert_eq!(r.step(), Step::Write { snapshot: true });
+        r.begin_write(Some(snap()), now);
+        assert_eq!(
+            r.written(Err(ReplicaError::Redis("down".into()))),
+            Written::Release(vec![])
+        );
+        assert_eq!(r.step(), Step::Idle, "cancelled: the match plays on");
+        assert!(!r.hand_over("ws://b".into()), "refused while degraded");
+
+        let mut r = settled(now);
+        assert!(r.hand_over("ws://b".into()));
+        r.step();
+        r.begin_write(Some(snap()), now);
+        r.written(Ok(()));
+        assert_eq!(
+            r.step(),
+            Step::Stop(StopAfterWrite::Handover("ws://b".into()))
+        );
+    }
+
+    #[test]
+    fn the_lease_is_renewed_by_its_own_write_every_period() {
+        let now = Instant::now();
+        let every = Duration::from_millis(300);
+        let mut r = settled(now);
+        assert!(!r.renewal_timer(now + Duration::from_millis(100), every));
+        assert!(r.renewal_timer(now + every, every));
+        assert_eq!(r.step(), Step::Write { snapshot: false });
+        let w = r.begin_write(None, now + every);
+        assert!(w.renew && w.batch.is_none() && w.snapshot.is_none());
+        r.written(Ok(()));
+        // Renewed when that write was sent: the next one is due a period later.
+        assert!(!r.renewal_timer(now + every + Duration::from_millis(10), every));
+        assert!(r.renewal_timer(now + every * 2, every));
+    }
+
+    #[test]
+    fn snapshots_follow_new_batches_and_keep_the_stream_since_the_one_before() {
+        let now = Instant::now();
+        let mut r = settled(now);
+        assert!(!r.snapshot_timer(), "nothing new since the first snapshot");
+        for n in 1..=2u64 {
+            r.record_event(event(n));
+            r.step();
+            r.begin_write(None, now);
+            r.written(Ok(()));
+        }
+        assert!(r.snapshot_timer());
+        assert_eq!(r.step(), Step::Write { snapshot: true });
+        let w = r.begin_write(Some(snap()), now);
+        assert_eq!(w.snapshot.as_ref().map(|(n, _)| *n), Some(2));
+        assert_eq!(w.trim_below, Some(1), "the first snapshot included batch 0");
+        r.written(Ok(()));
+        // Each snapshot keeps the stream since the snapshot two back (here
+        // the first, at batch 0), so a node taking over can refill its
+        // resume buffer even if the newest snapshot is lost.
+        for n in [3u64, 4] {
+            r.record_event(event(n));
+            r.step();
+            r.begin_write(None, now);
+            r.written(Ok(()));
+            assert!(r.snapshot_timer());
+            r.step();
+            let w = r.begin_write(Some(snap()), now);
+            let want = if n == 3 { 1 } else { 3 };
+            assert_eq!(w.trim_below, Some(want), "snapshot at batch {n}");
+            r.written(Ok(()));
+        }
+    }
+}

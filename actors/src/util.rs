@@ -1,0 +1,29 @@
+//! Small helpers every layer may use: random ids and Unix time. Imports
+//! nothing of the engine.
+
+use std::time::SystemTime;
+
+/// A random id in 1..2^53, exact in every JSON implementation.
+pub fn random_id() -> u64 {
+    (random_u64() & ((1 << 53) - 1)).max(1)
+}
+
+/// 64 random bits from the operating system.
+pub fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    if getrandom::fill(&mut buf).is_err() {
+        // The OS source failing is not something a caller can act on; fall
+        // back to the clock so ids stay distinct.
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        return nanos ^ 0x9e37_79b9_7f4a_7c15;
+    }
+    u64::from_le_bytes(buf)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

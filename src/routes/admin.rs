@@ -1,0 +1,142 @@
+//! `/admin/*`: drain, kick, broadcast, end a match. Every handler checks
+//! the admin key before it reads the body.
+
+use actix_web::{web, HttpResponse};
+use matchd_actors::cluster::control::{self, ControlMsg};
+use matchd_actors::cluster::nodes::AffinityError;
+use serde::Deserialize;
+
+use super::{parse_match_id, ApiError, AppState};
+
+/// The `/admin/*` guard: `Authorization: Bearer <MATCHD_ADMIN_KEY>`.
+pub(super) fn check_admin(state: &AppState, req: &actix_web::HttpRequest) -> Result<(), ApiError> {
+    let key = state.admin_key.as_deref().ok_or(ApiError::AdminDisabled)?;
+    let given = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !same_secret(given.as_bytes(), key.as_bytes()) {
+        return Err(ApiError::BadAdminKey);
+    }
+    Ok(())
+}
+
+/// Sends a control message to every node through Redis pub/sub, or, on a
+/// node without Redis, applies it here.
+pub(super) async fn control(state: &AppState, msg: ControlMsg) -> Result<HttpResponse, ApiError> {
+    match &state.redis {
+        Some(client) => {
+            let nodes = control::publish(client, &state.redis_keys, &msg)
+                .await
+                .map_err(|e| ApiError::Redis(AffinityError::Redis(e.to_string())))?;
+            Ok(HttpResponse::Accepted().json(serde_json::json!({
+                "kind": msg.kind(),
+                "published": true,
+                "nodes": nodes,
+            })))
+        }
+        None => {
+            let reached = state.engine.apply_control(&msg);
+            Ok(HttpResponse::Accepted().json(serde_json::json!({
+                "kind": msg.kind(),
+                "published": false,
+                "reached": reached,
+            })))
+        }
+    }
+}
+
+/// An admin request's JSON body, read after the key was checked.
+pub(super) fn admin_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::InvalidBody(e.to_string()))
+}
+
+#[derive(Deserialize)]
+pub struct KickBody {
+    pub player_id: u64,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+pub(super) async fn admin_kick(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    check_admin(&state, &req)?;
+    let KickBody { player_id, reason } = admin_body(&body)?;
+    control(&state, ControlMsg::Kick { player_id, reason }).await
+}
+
+#[derive(Deserialize)]
+pub struct BroadcastBody {
+    pub message: String,
+}
+
+pub(super) async fn admin_broadcast(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    check_admin(&state, &req)?;
+    let message = admin_body::<BroadcastBody>(&body)?.message;
+    if message.is_empty() || message.len() > control::MAX_NOTICE_BYTES {
+        return Err(ApiError::InvalidBody(format!(
+            "message must be 1 to {} bytes",
+            control::MAX_NOTICE_BYTES
+        )));
+    }
+    control(&state, ControlMsg::Broadcast { message }).await
+}
+
+#[derive(Deserialize, Default)]
+pub struct EndBody {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+pub(super) async fn admin_end_match(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    check_admin(&state, &req)?;
+    let match_id = parse_match_id(path.into_inner())?;
+    let reason = match body.is_empty() {
+        true => None,
+        false => admin_body::<EndBody>(&body)?.reason,
+    };
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.is_empty() || r.len() > 64)
+    {
+        return Err(ApiError::InvalidBody("reason must be 1 to 64 bytes".into()));
+    }
+    control(&state, ControlMsg::EndMatch { match_id, reason }).await
+}
+
+/// `POST /admin/drain`: stop taking new matches and players, tell every
+/// client, fail `/ready`, and stop once no match has a connected player
+/// (or after `MATCHD_DRAIN_TIMEOUT_MS`). Idempotent.
+pub(super) async fn admin_drain(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    check_admin(&state, &req)?;
+    if state.engine.start_draining() {
+        log::info!("drain requested through /admin/drain");
+    }
+    Ok(HttpResponse::Accepted().json(serde_json::json!({
+        "draining": true,
+        "busy_matches": state.engine.busy_matches(),
+    })))
+}
+
+/// Compares without stopping at the first difference, so timing does not
+/// tell how much of a guessed key was right.
+pub(super) fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

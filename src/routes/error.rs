@@ -1,0 +1,135 @@
+//! The HTTP layer's one error type, [`ApiError`], and the one place it is
+//! mapped to a status and `{"error":{"code","message"}}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use matchd_actors::cluster::nodes::AffinityError;
+use matchd_actors::cluster::replica::ReplicaError;
+use matchd_actors::history::store::StoreError;
+use matchd_actors::node::EngineError;
+use serde::Serialize;
+
+/// Errors of the HTTP layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("match id must be a positive integer, got {0:?}")]
+    InvalidMatchId(String),
+    #[error("no match with id {0}")]
+    MatchNotFound(u64),
+    #[error("player id must be a positive integer, got {0:?}")]
+    InvalidPlayerId(String),
+    #[error("no stats for player {0}")]
+    PlayerNotFound(u64),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("match history needs a database and none is configured (DATABASE_URL)")]
+    DatabaseNotConfigured,
+    #[error("the match history database is not answering; try again later")]
+    DatabaseUnavailable,
+    #[error("a valid session token is required (Authorization: Bearer or ?token=)")]
+    Unauthorized,
+    #[error("unknown encoding {0:?}; use json or bincode")]
+    InvalidEncoding(String),
+    #[error("this endpoint needs a WebSocket upgrade request")]
+    WebSocketRequired,
+    #[error("session limit reached")]
+    TooManySessions,
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Redis(#[from] AffinityError),
+    #[error("admin endpoints are off: set MATCHD_ADMIN_KEY")]
+    AdminDisabled,
+    #[error("a valid admin key is required (Authorization: Bearer)")]
+    BadAdminKey,
+    #[error("no such route")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidBody(_) => "invalid_body",
+            ApiError::InvalidMatchId(_) => "invalid_match_id",
+            ApiError::MatchNotFound(_) => "match_not_found",
+            ApiError::InvalidPlayerId(_) => "invalid_player_id",
+            ApiError::PlayerNotFound(_) => "player_not_found",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::DatabaseNotConfigured => "database_not_configured",
+            ApiError::DatabaseUnavailable => "database_unavailable",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::InvalidEncoding(_) => "invalid_encoding",
+            ApiError::WebSocketRequired => "websocket_required",
+            ApiError::TooManySessions => "too_many_sessions",
+            ApiError::Engine(e) => e.code(),
+            ApiError::Redis(e) => e.code(),
+            ApiError::AdminDisabled => "admin_disabled",
+            ApiError::BadAdminKey => "bad_admin_key",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        // The detail is for operators; clients get a stable code.
+        log::warn!("read API: database error: {e}");
+        ApiError::DatabaseUnavailable
+    }
+}
+
+impl From<ReplicaError> for ApiError {
+    fn from(e: ReplicaError) -> Self {
+        ApiError::Redis(AffinityError::Redis(e.to_string()))
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidBody(_)
+            | ApiError::InvalidMatchId(_)
+            | ApiError::InvalidEncoding(_)
+            | ApiError::InvalidPlayerId(_)
+            | ApiError::InvalidQuery(_)
+            | ApiError::WebSocketRequired => StatusCode::BAD_REQUEST,
+            ApiError::Engine(EngineError::UnknownRuleset(_)) => StatusCode::BAD_REQUEST,
+            ApiError::MatchNotFound(_) | ApiError::PlayerNotFound(_) | ApiError::NotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::Unauthorized | ApiError::BadAdminKey => StatusCode::UNAUTHORIZED,
+            ApiError::AdminDisabled => StatusCode::FORBIDDEN,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooManySessions
+            | ApiError::Redis(_)
+            | ApiError::Engine(_)
+            | ApiError::DatabaseNotConfigured
+            | ApiError::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+            },
+        })
+    }
+}

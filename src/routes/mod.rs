@@ -1,0 +1,213 @@
+//! HTTP routes, one module per resource. Every error leaves through
+//! [`ApiError`] (`error.rs`), the one place the HTTP layer maps errors to
+//! `{"error":{"code","message"}}`.
+
+mod admin;
+mod error;
+mod history;
+mod matches;
+mod probes;
+mod sessions;
+mod ws;
+
+use std::time::Instant;
+
+use actix::Addr;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
+use matchd_actors::cluster::keys::Keys;
+use matchd_actors::cluster::nodes::Affinity;
+use matchd_actors::history::store::Store;
+use matchd_actors::history::writer::PersistenceWriter;
+use matchd_actors::metrics as m;
+use matchd_actors::Engine;
+use matchd_protocol::PlayerId;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::sessions::Sessions;
+use admin::{admin_broadcast, admin_drain, admin_end_match, admin_kick};
+pub use error::ApiError;
+use history::{leaderboard, match_events, player_stats};
+pub use history::{EventPage, EventRecord, Leaderboard, StatsBody, MAX_EVENT_PAGE};
+use matches::{create_match, get_match, list_matches};
+pub use matches::{MatchCreated, MatchList, MatchSummary, PlayerInMatch};
+use probes::{health, metrics_text, nodes, ready};
+pub use sessions::SessionCreated;
+use sessions::{create_session, current_session};
+use ws::websocket;
+
+/// Shared state of the routes.
+pub struct AppState {
+    pub engine: Engine,
+    pub sessions: Sessions,
+    pub metrics: PrometheusHandle,
+    pub started: Instant,
+    pub writer: Addr<PersistenceWriter>,
+    /// `MATCHD_ADMIN_KEY`; `None` turns the admin endpoints off.
+    pub admin_key: Option<String>,
+    /// The node's Redis presence; `None` without `REDIS_URL`.
+    pub affinity: Option<Addr<Affinity>>,
+    /// This node's WebSocket URL.
+    pub advertise_url: String,
+    /// The node's Redis client, for control messages; `None` without Redis.
+    pub redis: Option<fred::prelude::Client>,
+    /// The names of the node's Redis keys and channels.
+    pub redis_keys: Keys,
+}
+
+/// The read pool of one HTTP worker (`DATABASE_READ_URL`, else
+/// `DATABASE_URL`); `None` when no database is configured. Each worker builds
+/// its own so connections live on that worker's runtime.
+pub struct Reads(pub Option<Store>);
+
+impl Reads {
+    pub(crate) fn store(&self) -> Result<&Store, ApiError> {
+        self.0.as_ref().ok_or(ApiError::DatabaseNotConfigured)
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let not_allowed = || web::to(|| async { Err::<HttpResponse, _>(ApiError::MethodNotAllowed) });
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(16 * 1024)
+            .error_handler(|err, _| ApiError::InvalidBody(err.to_string()).into()),
+    )
+    .service(
+        web::resource("/v1/sessions")
+            .route(web::post().to(create_session))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/sessions/current")
+            .route(web::get().to(current_session))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/matches")
+            .route(web::post().to(create_match))
+            .route(web::get().to(list_matches))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/matches/{id}")
+            .route(web::get().to(get_match))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/matches/{id}/events")
+            .route(web::get().to(match_events))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/players/{id}/stats")
+            .route(web::get().to(player_stats))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/leaderboard")
+            .route(web::get().to(leaderboard))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/ws")
+            .route(web::get().to(websocket))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/nodes")
+            .route(web::get().to(nodes))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/admin/drain")
+            .route(web::post().to(admin_drain))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/admin/kick")
+            .route(web::post().to(admin_kick))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/admin/broadcast")
+            .route(web::post().to(admin_broadcast))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/admin/matches/{id}/end")
+            .route(web::post().to(admin_end_match))
+            .default_service(not_allowed()),
+    )
+    .service(web::resource("/health").route(web::get().to(health)))
+    .service(web::resource("/ready").route(web::get().to(ready)))
+    .service(web::resource("/metrics").route(web::get().to(metrics_text)))
+    .default_service(web::to(|| async {
+        Err::<HttpResponse, _>(ApiError::NotFound)
+    }));
+}
+
+/// The player of a request's session token (`Authorization: Bearer`, else
+/// `?token=`), known here or, with Redis, made on another node.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    req: &HttpRequest,
+    query: Option<&str>,
+) -> Result<PlayerId, ApiError> {
+    let token = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .or(query)
+        .ok_or(ApiError::Unauthorized)?;
+    state
+        .sessions
+        .player_shared(token)
+        .await
+        .ok_or(ApiError::Unauthorized)
+}
+
+pub(crate) fn parse_match_id(raw: String) -> Result<u64, ApiError> {
+    match raw.parse::<u64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(ApiError::InvalidMatchId(raw)),
+    }
+}
+
+pub(crate) fn query_num(
+    name: &str,
+    raw: Option<&str>,
+    default: u64,
+    max: u64,
+) -> Result<u64, ApiError> {
+    match raw {
+        None => Ok(default),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n <= max => Ok(n),
+            _ => Err(ApiError::InvalidQuery(format!(
+                "{name} must be an integer from 0 to {max}, got {v:?}"
+            ))),
+        },
+    }
+}
+
+/// Middleware body: records the request duration by route pattern and status.
+pub async fn observe<B: MessageBody>(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let res = next.call(req).await?;
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    let status = res.status().as_u16().to_string();
+    metrics::histogram!(m::HTTP_SECONDS, "route" => route, "method" => method, "status" => status)
+        .record(started.elapsed().as_secs_f64());
+    Ok(res)
+}

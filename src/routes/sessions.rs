@@ -1,0 +1,54 @@
+//! `/v1/sessions`: create a session (its token and player id), and where
+//! the session's player holds a seat.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use matchd_actors::node::engine::Whereabouts;
+use serde::{Deserialize, Serialize};
+
+use super::ws::WsQuery;
+use super::{authenticate, ApiError, AppState};
+
+#[derive(Serialize, Deserialize)]
+pub struct SessionCreated {
+    pub token: String,
+    pub player_id: u64,
+}
+
+pub(super) async fn create_session(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let s = state
+        .sessions
+        .create_shared()
+        .await
+        .ok_or(ApiError::TooManySessions)?;
+    Ok(HttpResponse::Created().json(SessionCreated {
+        token: s.token,
+        player_id: s.player_id,
+    }))
+}
+
+/// Where a session's player is: `match` is the seat it holds (on this node
+/// or, with Redis, on any node), `null` when it holds none.
+pub(super) async fn current_session(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<WsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let player_id = authenticate(&state, &req, query.token.as_deref()).await?;
+    let engine = &state.engine;
+    let seat = engine.seat_of(player_id).await?;
+    let at = match seat {
+        None => serde_json::Value::Null,
+        Some((match_id, seat)) => {
+            let (node_id, url) = match engine.where_is(match_id).await? {
+                Whereabouts::Here => (
+                    Some(engine.node_id().to_string()),
+                    Some(state.advertise_url.clone()),
+                ),
+                Whereabouts::Elsewhere { node_id, url } => (Some(node_id), url),
+                Whereabouts::Unknown => (None, None),
+            };
+            serde_json::json!({ "match_id": match_id, "seat": seat, "node_id": node_id, "url": url })
+        }
+    };
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "player_id": player_id, "match": at })))
+}

@@ -1,0 +1,36 @@
+//! `/v1/ws`: the WebSocket upgrade; every connection becomes a
+//! [`Connection`] actor.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use matchd_actors::connection::Connection;
+use matchd_protocol::codec::Encoding;
+use serde::Deserialize;
+
+use super::{authenticate, ApiError, AppState};
+
+#[derive(Deserialize)]
+pub(super) struct WsQuery {
+    pub(super) token: Option<String>,
+    pub(super) encoding: Option<String>,
+}
+
+pub(super) async fn websocket(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<WsQuery>,
+    stream: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    let player_id = authenticate(&state, &req, query.token.as_deref()).await?;
+    let encoding = match query.encoding.as_deref() {
+        None => Encoding::Json,
+        Some(e) => Encoding::parse(e).ok_or_else(|| ApiError::InvalidEncoding(e.into()))?,
+    };
+    if ws::handshake(&req).is_err() {
+        return Err(ApiError::WebSocketRequired.into());
+    }
+    let actor = Connection::new(state.engine.clone(), player_id, encoding);
+    ws::WsResponseBuilder::new(actor, &req, stream)
+        .frame_size(state.engine.config().max_frame_bytes)
+        .start()
+}
