@@ -205,6 +205,16 @@ pub const SETTINGS: &[Setting] = &[
         help: "records buffered in memory at most; beyond, they go to the journal",
     },
     Setting {
+        var: "MATCHD_WRITER_MAILBOX",
+        default: "65536",
+        help: "mailbox capacity of the persistence writer, in messages; a match whose history does not fit holds it",
+    },
+    Setting {
+        var: "MATCHD_HISTORY_BACKLOG",
+        default: "10000",
+        help: "history records a match holds while the writer's mailbox is full; past it the newest events are dropped and counted",
+    },
+    Setting {
         var: "MATCHD_WRITER_RETRIES",
         default: "3",
         help: "attempts per batch before it goes to the journal",
@@ -381,6 +391,7 @@ impl Config {
             cache_enabled,
             max_outbound_bytes: size("MATCHD_MAX_OUTBOUND_BYTES", d.max_outbound_bytes)?,
             max_matches: size("MATCHD_MAX_MATCHES", d.max_matches)?,
+            history_backlog: size("MATCHD_HISTORY_BACKLOG", d.history_backlog)?,
         };
         let w = WriterConfig::default();
         let fsync_ms = num("MATCHD_JOURNAL_FSYNC_MS", 1000)?;
@@ -399,6 +410,7 @@ impl Config {
             flush_ms: num("MATCHD_WRITER_FLUSH_MS", w.flush_ms)?,
             batch_rows: size("MATCHD_WRITER_BATCH_ROWS", w.batch_rows)?,
             buffer_rows: size("MATCHD_WRITER_BUFFER_ROWS", w.buffer_rows)?,
+            mailbox: size("MATCHD_WRITER_MAILBOX", w.mailbox)?,
             pool_size: size("MATCHD_DB_POOL_SIZE", w.pool_size)?,
             db_timeout_ms: num("MATCHD_DB_TIMEOUT_MS", w.db_timeout_ms)?,
             fsync,
@@ -465,6 +477,8 @@ impl Config {
             ("MATCHD_WRITER_FLUSH_MS", self.persist.flush_ms as usize),
             ("MATCHD_WRITER_BATCH_ROWS", self.persist.batch_rows),
             ("MATCHD_WRITER_BUFFER_ROWS", self.persist.buffer_rows),
+            ("MATCHD_WRITER_MAILBOX", self.persist.mailbox),
+            ("MATCHD_HISTORY_BACKLOG", e.history_backlog),
             ("MATCHD_WRITER_RETRIES", self.persist.retries as usize),
             ("MATCHD_WRITER_BACKOFF_MS", self.persist.backoff_ms as usize),
             ("MATCHD_DB_POOL_SIZE", self.persist.pool_size),

@@ -41,6 +41,9 @@ pub struct EngineConfig {
     pub max_outbound_bytes: usize,
     /// Live matches this node will host at most.
     pub max_matches: usize,
+    /// History records a match holds while the persistence writer's
+    /// mailbox is full; past it the newest events are dropped (and counted).
+    pub history_backlog: usize,
 }
 
 impl Default for EngineConfig {
@@ -62,6 +65,7 @@ impl Default for EngineConfig {
             cache_enabled: true,
             max_outbound_bytes: 1024 * 1024,
             max_matches: 100_000,
+            history_backlog: 10_000,
         }
     }
 }

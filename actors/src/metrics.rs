@@ -52,6 +52,7 @@ pub const FAILOVERS: &str = "matchd_failovers_total";
 pub const REDIRECTS: &str = "matchd_redirects_total";
 pub const HANDOVERS: &str = "matchd_handovers_total";
 pub const CONTROL_MESSAGES: &str = "matchd_control_messages_total";
+pub const HISTORY_DROPPED: &str = "matchd_history_records_dropped_total";
 
 /// Every metric name above; the README's metrics table must list each one.
 pub const ALL: &[&str] = &[
@@ -100,6 +101,7 @@ pub const ALL: &[&str] = &[
     REDIRECTS,
     HANDOVERS,
     CONTROL_MESSAGES,
+    HISTORY_DROPPED,
 ];
 
 /// Registers help texts with whatever recorder is installed.
@@ -232,25 +234,52 @@ pub fn describe() {
         CONTROL_MESSAGES,
         "Cross-node control messages, by kind and direction (sent, applied)"
     );
+    describe_counter!(
+        HISTORY_DROPPED,
+        "History records a match dropped because the persistence writer's mailbox stayed full"
+    );
+    // Present from the start, so an alert on its first increase can fire.
+    metrics::counter!(HISTORY_DROPPED).absolute(0);
 }
 
 /// The handles a match touches per action or tick, resolved once per match.
 #[derive(Clone)]
 pub struct MatchMetrics {
+    ruleset: &'static str,
     pub accepted: Counter,
     pub events: Counter,
     pub action_seconds: Histogram,
     pub tick_seconds: Histogram,
+    /// `matchd_actions_rejected_total` by code, each resolved on its
+    /// first use (rejection codes are a ruleset's fixed `&'static str`s).
+    rejected: Vec<(&'static str, Counter)>,
 }
 
 impl MatchMetrics {
     pub fn new(ruleset: &'static str) -> Self {
         Self {
+            ruleset,
             accepted: metrics::counter!(ACTIONS_ACCEPTED, "ruleset" => ruleset),
             events: metrics::counter!(EVENTS, "ruleset" => ruleset),
             action_seconds: metrics::histogram!(ACTION_SECONDS, "ruleset" => ruleset),
             tick_seconds: metrics::histogram!(TICK_SECONDS, "ruleset" => ruleset),
+            rejected: Vec::new(),
         }
+    }
+
+    /// The rejection counter of `code`, without a by-name lookup after the
+    /// first.
+    pub fn rejected(&mut self, code: &'static str) -> &Counter {
+        let i = match self.rejected.iter().position(|(c, _)| *c == code) {
+            Some(i) => i,
+            None => {
+                let counter =
+                    metrics::counter!(ACTIONS_REJECTED, "ruleset" => self.ruleset, "code" => code);
+                self.rejected.push((code, counter));
+                self.rejected.len() - 1
+            }
+        };
+        &self.rejected[i].1
     }
 }
 

@@ -7,7 +7,9 @@ use bincode::{Decode, Encode};
 
 use matchd_protocol::{Event, MatchId, MatchResult, PlayerId, Seat};
 
-/// Records for the writer; sent with `do_send` from every match, in order.
+/// Records for the writer, sent by every match in order with `try_send`
+/// into its bounded mailbox (a match holds what does not fit yet, see
+/// `session/history_out.rs`).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Persist(pub Vec<Record>);

@@ -1,7 +1,9 @@
 //! `PersistenceWriter`: one actor per node, on its own Arbiter, that makes
 //! match history durable.
 //!
-//! Every match hands it records with `do_send` ([`Persist`]): the match is
+//! Every match hands it records with `try_send` ([`Persist`]) into a bounded
+//! mailbox (`MATCHD_WRITER_MAILBOX`; a match holds what does not fit, see
+//! `session/history_out.rs`): the match is
 //! created, events, the match ended with its result. The writer buffers them
 //! and flushes a batch every `flush_ms` or every `batch_rows` records, one
 //! transaction per batch, through its own deadpool-postgres pool (built on
@@ -16,7 +18,7 @@
 //! it answers again, and at start-up. Without a database URL the journal is
 //! the store.
 //!
-//! Invariants: a match never waits for the writer (`do_send`, no reply); at
+//! Invariants: a match never waits for the writer (`try_send`, no reply); at
 //! most one database operation is in flight, so the actor's state is the
 //! only bookkeeping; every write is idempotent and order-insensitive
 //! (`store.rs`), so a replay may repeat or reorder batches freely. The writer
@@ -60,6 +62,10 @@ pub struct WriterConfig {
     pub batch_rows: usize,
     /// Buffered records beyond this go to the journal at once.
     pub buffer_rows: usize,
+    /// Capacity of the writer's mailbox, in messages (one per broadcast of
+    /// a match); a match whose message does not fit holds its records
+    /// (see `session/history_out.rs`).
+    pub mailbox: usize,
     pub pool_size: usize,
     pub db_timeout_ms: u64,
     pub fsync: FsyncPolicy,
@@ -85,6 +91,7 @@ impl std::fmt::Debug for WriterConfig {
             .field("flush_ms", &self.flush_ms)
             .field("batch_rows", &self.batch_rows)
             .field("buffer_rows", &self.buffer_rows)
+            .field("mailbox", &self.mailbox)
             .field("pool_size", &self.pool_size)
             .field("db_timeout_ms", &self.db_timeout_ms)
             .field("fsync", &self.fsync)
@@ -104,6 +111,7 @@ impl Default for WriterConfig {
             flush_ms: 5,
             batch_rows: 5000,
             buffer_rows: 100_000,
+            mailbox: 65_536,
             pool_size: 2,
             db_timeout_ms: 5000,
             fsync: FsyncPolicy::Always,
@@ -539,6 +547,7 @@ impl Actor for PersistenceWriter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.cfg.mailbox.max(1));
         let every = Duration::from_millis(self.cfg.flush_ms.max(1));
         ctx.run_interval(every, |act, ctx| {
             act.pump(ctx);

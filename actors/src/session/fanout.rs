@@ -14,7 +14,7 @@ use super::messages::ToConn;
 use super::rebuild::push_ring;
 use super::{MatchSession, Member, Outgoing};
 use crate::cluster::replica::Recorded;
-use crate::history::record::{Persist, Record};
+use crate::history::record::Record;
 use crate::metrics as m;
 use crate::util::unix_ms;
 
@@ -176,7 +176,7 @@ impl MatchSession {
     /// Numbers, records and broadcasts events; the hot path.
     pub(super) fn broadcast(&mut self, actor_seat: Option<Seat>, events: Vec<Event>) {
         // Events of one broadcast happen at one moment: one clock read.
-        let mut history = self.persist.as_ref().map(|_| {
+        let mut history = self.history.as_ref().map(|_| {
             (
                 Vec::with_capacity(events.len()),
                 unix_ms(std::time::SystemTime::now()),
@@ -226,10 +226,11 @@ impl MatchSession {
             }
             self.metrics.events.increment(1);
         }
-        // History goes to the writer without waiting: it buffers or journals.
-        if let (Some(writer), Some((h, _))) = (&self.persist, history) {
+        // History goes to the writer without waiting; its mailbox is
+        // bounded, and what it cannot take yet waits here (history_out.rs).
+        if let (Some(outbox), Some((h, _))) = (self.history.as_mut(), history) {
             if !h.is_empty() {
-                writer.do_send(Persist(h));
+                outbox.send(h);
             }
         }
         self.announce_dropped();

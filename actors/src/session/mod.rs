@@ -16,6 +16,7 @@
 
 mod fanout;
 mod handlers;
+mod history_out;
 pub mod messages;
 pub mod rebuild;
 pub mod replication;
@@ -39,6 +40,7 @@ use crate::metrics::{self as m, MatchMetrics};
 use crate::rules::{Game, Outcome, Rejection, Ruleset};
 use crate::util::unix_ms;
 use crate::validation_cache::{CacheHandle, CacheKey};
+use history_out::HistoryOutbox;
 use messages::{Backlog, MatchInfo, MatchStopped, PlayerSeats, ToConn};
 use rebuild::Rebuilt;
 use replication::{Replication, Step, StopAfterWrite, Written};
@@ -88,7 +90,8 @@ pub struct MatchSession {
     precomputed: Vec<Option<u64>>,
     /// Seats dropped as too slow, not yet announced to the others.
     dropped: Vec<Seat>,
-    persist: Option<Recipient<Persist>>,
+    /// The match's history on its way to the writer; `None` keeps none.
+    history: Option<HistoryOutbox>,
     seed: u64,
     /// Everyone who ever took a seat here: the players of the result.
     participants: Vec<(Seat, PlayerId)>,
@@ -125,6 +128,9 @@ impl MatchSession {
         let seats = (0..seat_count).map(|_| None).collect();
         let cache = CacheHandle::local().filter(|_| spec.cfg.cache_enabled);
         let metrics = MatchMetrics::new(spec.ruleset.name());
+        let history = spec
+            .persist
+            .map(|w| HistoryOutbox::new(spec.id, w, spec.cfg.history_backlog));
         // A ruleset without snapshots cannot be rebuilt: not replicated.
         let repl = spec
             .replica
@@ -151,7 +157,7 @@ impl MatchSession {
             metrics,
             precomputed: vec![None; seat_count],
             dropped: Vec::new(),
-            persist: spec.persist,
+            history,
             seed: spec.seed,
             participants: Vec::new(),
             player_seats: spec.seats,
@@ -396,8 +402,8 @@ impl MatchSession {
             // Control message: must arrive even past the mailbox bound.
             self.control(conn, detached);
         }
-        if let Some(writer) = &self.persist {
-            writer.do_send(Persist(vec![Record::MatchEnded {
+        if let Some(history) = self.history.as_mut() {
+            history.send(vec![Record::MatchEnded {
                 match_id: self.id,
                 ruleset: self.ruleset.name().into(),
                 node_id: self.cfg.node_id.clone(),
@@ -406,7 +412,7 @@ impl MatchSession {
                 last_seq: self.seq - 1,
                 result: result.clone(),
                 players: self.participants.clone(),
-            }]));
+            }]);
         }
         log::info!(match_id = self.id, ruleset = self.ruleset.name(), reason = result.reason.as_str(), seq = self.seq; "match ended");
         metrics::counter!(m::MATCHES_ENDED, "ruleset" => self.ruleset.name(), "reason" => result.reason.clone())
@@ -543,6 +549,9 @@ impl MatchSession {
     }
 
     fn housekeeping(&mut self, ctx: &mut Context<Self>) {
+        if let Some(history) = self.history.as_mut() {
+            history.retry();
+        }
         if self.ended {
             return;
         }
@@ -601,8 +610,7 @@ impl MatchSession {
     }
 
     fn reject(&mut self, seat: Seat, client_seq: u64, rejection: Rejection, encoding: Encoding) {
-        metrics::counter!(m::ACTIONS_REJECTED, "ruleset" => self.ruleset.name(), "code" => rejection.code)
-            .increment(1);
+        self.metrics.rejected(rejection.code).increment(1);
         let msg = ServerMsg::Rejected {
             client_seq,
             code: rejection.code.into(),
@@ -653,13 +661,13 @@ impl Actor for MatchSession {
             log::info!(match_id = self.id, ruleset = self.ruleset.name(), seq = self.seq; "match rebuilt from redis");
             return;
         }
-        if let Some(writer) = &self.persist {
-            writer.do_send(Persist(vec![Record::MatchCreated {
+        if let Some(history) = self.history.as_mut() {
+            history.send(vec![Record::MatchCreated {
                 match_id: self.id,
                 ruleset: self.ruleset.name().into(),
                 node_id: self.cfg.node_id.clone(),
                 created_at_ms: unix_ms(self.info.created_at),
-            }]));
+            }]);
         }
         log::info!(match_id = self.id, ruleset = self.ruleset.name(); "match started");
     }
@@ -676,6 +684,9 @@ impl Actor for MatchSession {
             self.kick_all("match_stopped", "the match was stopped");
         }
         self.info.joinable.store(false, Ordering::Relaxed);
+        if let Some(history) = self.history.as_mut() {
+            history.close();
+        }
         self.registry.do_send(MatchStopped { id: self.id });
     }
 }
