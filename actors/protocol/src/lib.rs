@@ -8,7 +8,8 @@
 //!
 //! Compatibility rule: JSON clients may rely on field names; bincode clients
 //! rely on variant and field *order*, so new variants and fields are only
-//! ever appended.
+//! ever appended. PROTOCOL.md (at the repository root) documents every
+//! message and the byte format; `golden/vectors.json` pins both encodings.
 
 pub mod codec;
 
@@ -83,7 +84,8 @@ pub enum ServerMsg {
     },
     /// Answer to a query.
     Reply { client_seq: u64, reply: Reply },
-    /// The match is over; `seq` is the last sequence number of the match.
+    /// The match is over. `ended` takes the next number after the match's
+    /// last event, so events run up to `seq - 1`.
     Ended {
         match_id: MatchId,
         seq: u64,

@@ -186,8 +186,16 @@ mod tests {
             .collect()
     }
 
-    #[actix_rt::test]
-    async fn a_full_writer_mailbox_holds_records_in_order_then_drops_the_newest_events() {
+    /// A stalled writer on its own arbiter: its handler opens once per
+    /// token sent on the gate and reports each message on `got`.
+    struct StalledWriter {
+        gate: mpsc::Sender<()>,
+        got: mpsc::Receiver<Vec<Record>>,
+        arbiter: Arbiter,
+        outbox: HistoryOutbox,
+    }
+
+    fn stalled_writer(backlog: usize) -> StalledWriter {
         let (gate, gate_rx) = mpsc::channel();
         let (got_tx, got) = mpsc::channel();
         let arbiter = Arbiter::new();
@@ -195,7 +203,23 @@ mod tests {
             gate: gate_rx,
             got: got_tx,
         });
-        let mut out = HistoryOutbox::new(1, writer.recipient(), 5);
+        let outbox = HistoryOutbox::new(1, writer.recipient(), backlog);
+        StalledWriter {
+            gate,
+            got,
+            arbiter,
+            outbox,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_full_writer_mailbox_holds_records_in_order_then_drops_the_newest_events() {
+        let StalledWriter {
+            gate,
+            got,
+            arbiter,
+            outbox: mut out,
+        } = stalled_writer(5);
         // The first message is taken and blocks the handler; the second
         // fills the mailbox of one. Neither send waits.
         out.send(vec![created()]);
@@ -249,14 +273,13 @@ mod tests {
 
     #[actix_rt::test]
     async fn the_match_creation_and_end_are_never_dropped() {
-        let (_gate, gate_rx) = mpsc::channel::<()>();
-        let (got_tx, _got) = mpsc::channel();
-        let arbiter = Arbiter::new();
-        let writer = Stalled::start_in_arbiter(&arbiter.handle(), move |_| Stalled {
-            gate: gate_rx,
-            got: got_tx,
-        });
-        let mut out = HistoryOutbox::new(1, writer.recipient(), 2);
+        // The gate never opens: the writer takes one message and stalls.
+        let StalledWriter {
+            gate: _gate,
+            got: _got,
+            arbiter,
+            outbox: mut out,
+        } = stalled_writer(2);
         let mut seq = 0;
         while out.held() == 0 {
             seq += 1;
