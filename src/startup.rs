@@ -199,6 +199,8 @@ impl Application {
             }
             hand_over(&engine, affinity.as_ref()).await;
             drain(&engine, drain_timeout).await;
+            let told = engine.close_connections();
+            log::info!(connections = told; "closing the remaining connections (node_stopping, 1001)");
             handle.stop(true).await;
         });
         let result = self.server.await;

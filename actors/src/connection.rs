@@ -38,7 +38,7 @@ pub const DRAIN_RETRY_AFTER_MS: u64 = 1000;
 pub enum ConnError {
     #[error("{0}")]
     Decode(#[from] DecodeError),
-    #[error("give exactly one of match_id or ruleset")]
+    #[error("give exactly one of match_id or ruleset (max_seats only with ruleset)")]
     InvalidJoin,
     #[error("already in match {0}; leave it first")]
     AlreadyInMatch(MatchId),
@@ -92,6 +92,14 @@ struct Seated {
     addr: Addr<MatchSession>,
 }
 
+/// A quick-join under way: what was asked, and the matches that filled up
+/// before this connection's join reached them.
+struct QuickJoinAsk {
+    ruleset: String,
+    max_seats: Option<u8>,
+    exclude: Vec<MatchId>,
+}
+
 /// A message being reassembled from continuation frames.
 struct Partial {
     text: bool,
@@ -104,6 +112,9 @@ pub struct Connection {
     engine: Engine,
     /// Encoding of server-initiated frames until the client sends one.
     encoding: Encoding,
+    /// The bincode layout this client reads (`?protocol=`; see
+    /// [`Encoding::binary_for`]).
+    binary: Encoding,
     last_seen: Instant,
     seated: Option<Seated>,
     joining: bool,
@@ -118,12 +129,21 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(engine: Engine, player_id: PlayerId, encoding: Encoding) -> Self {
+    /// A connection of `player_id` that sends `encoding` until the client
+    /// sends a frame, and bincode in the layout of `protocol` (the version
+    /// the client asked for; 1 if it did not).
+    pub fn new(engine: Engine, player_id: PlayerId, encoding: Encoding, protocol: u32) -> Self {
+        let binary = Encoding::binary_for(protocol);
         Self {
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             player_id,
             engine,
-            encoding,
+            encoding: if encoding.is_binary() {
+                binary
+            } else {
+                encoding
+            },
+            binary,
             last_seen: Instant::now(),
             seated: None,
             joining: false,
@@ -180,7 +200,7 @@ impl Connection {
             (decoded, Encoding::Json)
         } else {
             self.frames.in_bincode.increment(1);
-            (codec::decode_bincode(&data), Encoding::Bincode)
+            (codec::decode_bincode(&data), self.binary)
         };
         self.encoding = enc;
         match decoded {
@@ -192,11 +212,13 @@ impl Connection {
     fn on_message(&mut self, ctx: &mut ws::WebsocketContext<Self>, msg: ClientMsg, enc: Encoding) {
         match msg {
             ClientMsg::Ping { nonce } => self.send(ctx, &ServerMsg::Pong { nonce }, enc),
-            ClientMsg::Join { match_id, ruleset } => {
-                self.on_join(ctx, match_id, ruleset, None, enc)
-            }
+            ClientMsg::Join {
+                match_id,
+                ruleset,
+                max_seats,
+            } => self.on_join(ctx, match_id, ruleset, max_seats, None, enc),
             ClientMsg::Resume { match_id, last_seq } => {
-                self.on_join(ctx, Some(match_id), None, Some(last_seq), enc)
+                self.on_join(ctx, Some(match_id), None, None, Some(last_seq), enc)
             }
             ClientMsg::Action { client_seq, action } => {
                 let Some(s) = &self.seated else {
@@ -268,6 +290,7 @@ impl Connection {
         ctx: &mut ws::WebsocketContext<Self>,
         match_id: Option<MatchId>,
         ruleset: Option<String>,
+        max_seats: Option<u8>,
         resume: Option<u64>,
         enc: Encoding,
     ) {
@@ -283,6 +306,7 @@ impl Connection {
             return self.fail(ctx, EngineError::Draining.into(), enc);
         }
         match (match_id, ruleset) {
+            (Some(_), None) if max_seats.is_some() => self.fail(ctx, ConnError::InvalidJoin, enc),
             (Some(id), None) => match self.engine.lookup(id) {
                 Some(entry) => self.join_entry(ctx, entry, None, resume, enc),
                 None if self.engine.is_replicated() => self.locate(ctx, id, resume, enc),
@@ -292,7 +316,12 @@ impl Connection {
                 if self.engine.ruleset(&ruleset).is_none() {
                     return self.fail(ctx, EngineError::UnknownRuleset(ruleset).into(), enc);
                 }
-                self.quick_join(ctx, ruleset, Vec::new(), enc);
+                let ask = QuickJoinAsk {
+                    ruleset,
+                    max_seats,
+                    exclude: Vec::new(),
+                };
+                self.quick_join(ctx, ask, enc);
             }
             _ => self.fail(ctx, ConnError::InvalidJoin, enc),
         }
@@ -332,21 +361,19 @@ impl Connection {
     fn quick_join(
         &mut self,
         ctx: &mut ws::WebsocketContext<Self>,
-        ruleset: String,
-        exclude: Vec<MatchId>,
+        ask: QuickJoinAsk,
         enc: Encoding,
     ) {
         self.joining = true;
         let engine = self.engine.clone();
-        let asked = ruleset.clone();
         let fut = async move {
             engine
-                .quick_join(&asked, exclude.clone())
+                .quick_join(&ask.ruleset, ask.exclude.clone(), ask.max_seats)
                 .await
-                .map(|e| (e, exclude))
+                .map(|e| (e, ask))
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
-            Ok((entry, exclude)) => act.join_entry(ctx, entry, Some((ruleset, exclude)), None, enc),
+            Ok((entry, ask)) => act.join_entry(ctx, entry, Some(ask), None, enc),
             Err(e) => {
                 act.joining = false;
                 act.fail(ctx, e.into(), enc);
@@ -361,7 +388,7 @@ impl Connection {
         &mut self,
         ctx: &mut ws::WebsocketContext<Self>,
         entry: MatchEntry,
-        quick: Option<(String, Vec<MatchId>)>,
+        quick: Option<QuickJoinAsk>,
         resume: Option<u64>,
         enc: Encoding,
     ) {
@@ -399,11 +426,11 @@ impl Connection {
                 Ok(Err(JoinError::Full | JoinError::Closed | JoinError::Ended))
                     if quick
                         .as_ref()
-                        .is_some_and(|(_, ex)| ex.len() + 1 < QUICK_JOIN_ATTEMPTS) =>
+                        .is_some_and(|q| q.exclude.len() + 1 < QUICK_JOIN_ATTEMPTS) =>
                 {
-                    if let Some((ruleset, mut exclude)) = quick {
-                        exclude.push(match_id);
-                        act.quick_join(ctx, ruleset, exclude, enc);
+                    if let Some(mut ask) = quick {
+                        ask.exclude.push(match_id);
+                        act.quick_join(ctx, ask, enc);
                     }
                 }
                 Ok(Err(e)) => act.fail(ctx, ConnError::Join(e), enc),
@@ -461,6 +488,7 @@ impl Actor for Connection {
             player_id: self.player_id,
             node_id: self.engine.config().node_id.clone(),
             heartbeat_ms: self.engine.config().heartbeat_ms,
+            protocol: matchd_protocol::PROTOCOL_VERSION,
         };
         self.send(ctx, &welcome, self.encoding);
         self.engine
@@ -564,6 +592,14 @@ impl Handler<ToConn> for Connection {
             }
             ToConn::Notice { message } => {
                 self.send(ctx, &ServerMsg::Notice { message }, self.encoding);
+            }
+            ToConn::NodeStopping => {
+                let msg = ServerMsg::Error {
+                    code: "node_stopping".into(),
+                    message: "this node is stopping; reconnect and resume".into(),
+                };
+                self.send(ctx, &msg, self.encoding);
+                self.close(ctx, ws::CloseCode::Away, "node stopping");
             }
             ToConn::Close { code, message } => {
                 let msg = ServerMsg::Error {

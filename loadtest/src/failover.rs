@@ -137,6 +137,7 @@ async fn drive(opts: Opts) -> Result<FailoverReport, String> {
         &ClientMsg::Join {
             match_id: None,
             ruleset: Some("sandbox".into()),
+            max_seats: None,
         },
     )
     .await?;

@@ -221,7 +221,7 @@ impl SimClient {
             Role::Tactics(_) => Workload::Tactics.ruleset(),
         };
         ctx.spawn(
-            async move { engine.quick_join(ruleset, Vec::new()).await }
+            async move { engine.quick_join(ruleset, Vec::new(), None).await }
                 .into_actor(self)
                 .map(|res, act, ctx| match res {
                     Ok(entry) => act.join(ctx, entry.addr),
@@ -600,7 +600,7 @@ impl Handler<ToConn> for SimClient {
                 }
                 self.seat = None;
             }
-            ToConn::Notice { .. } | ToConn::Close { .. } => {}
+            ToConn::Notice { .. } | ToConn::Close { .. } | ToConn::NodeStopping => {}
         }
     }
 }
@@ -688,7 +688,7 @@ async fn drive(opts: Opts) -> std::io::Result<MailboxReport> {
     let mut n = 0usize;
     for _ in 0..opts.rooms {
         let entry = engine
-            .create_match(opts.workload.ruleset())
+            .create_match(opts.workload.ruleset(), None)
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         for _ in 0..seats {

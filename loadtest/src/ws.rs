@@ -523,7 +523,7 @@ pub fn parse_ips(s: &str) -> Result<Vec<IpAddr>, String> {
 fn encode(msg: &ClientMsg, enc: Encoding) -> Message {
     match enc {
         Encoding::Json => Message::text(encode_client_json(msg)),
-        Encoding::Bincode => Message::binary(encode_client_bincode(msg)),
+        Encoding::Bincode | Encoding::BincodeV1 => Message::binary(encode_client_bincode(msg)),
     }
 }
 
@@ -553,7 +553,7 @@ async fn open_ws_to(
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let url = format!(
-        "ws://{host}/v1/ws?token={token}&encoding={}",
+        "ws://{host}/v1/ws?token={token}&encoding={}&protocol=2",
         shared.opts.encoding.as_str()
     );
     // A small read buffer: tungstenite's default 128 KiB is zeroed on every
@@ -786,6 +786,7 @@ impl Client {
                 self.seat = None;
                 if shared.opts.scenario == Scenario::Tactics {
                     self.out.push(ClientMsg::Join {
+                        max_seats: None,
                         match_id: None,
                         ruleset: Some("tactics".into()),
                     });
@@ -821,6 +822,7 @@ async fn run_client(
     add(&c.live, 1);
     let enc = shared.opts.encoding;
     let join = ClientMsg::Join {
+        max_seats: None,
         match_id: room,
         ruleset: room
             .is_none()

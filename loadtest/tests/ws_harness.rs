@@ -158,6 +158,7 @@ async fn broken_node(listener: TcpListener) {
                                 y: 0,
                                 count: 1,
                             },
+                            client_seq: None,
                         }
                     }
                     _ => continue,

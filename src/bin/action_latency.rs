@@ -50,7 +50,7 @@ async fn measure(
     engine: &Engine,
     actions: usize,
 ) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
-    let entry = engine.create_match("sandbox").await?;
+    let entry = engine.create_match("sandbox", None).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let backlog = Arc::new(Backlog::default());
     let sink = Sink(tx, backlog.clone()).start();

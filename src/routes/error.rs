@@ -32,6 +32,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("unknown encoding {0:?}; use json or bincode")]
     InvalidEncoding(String),
+    #[error("unsupported protocol version {0:?}; this node speaks 1 to 2")]
+    InvalidProtocol(String),
     #[error("this endpoint needs a WebSocket upgrade request")]
     WebSocketRequired,
     #[error("session limit reached")]
@@ -63,6 +65,7 @@ impl ApiError {
             ApiError::DatabaseUnavailable => "database_unavailable",
             ApiError::Unauthorized => "unauthorized",
             ApiError::InvalidEncoding(_) => "invalid_encoding",
+            ApiError::InvalidProtocol(_) => "invalid_protocol",
             ApiError::WebSocketRequired => "websocket_required",
             ApiError::TooManySessions => "too_many_sessions",
             ApiError::Engine(e) => e.code(),
@@ -106,10 +109,13 @@ impl ResponseError for ApiError {
             ApiError::InvalidBody(_)
             | ApiError::InvalidMatchId(_)
             | ApiError::InvalidEncoding(_)
+            | ApiError::InvalidProtocol(_)
             | ApiError::InvalidPlayerId(_)
             | ApiError::InvalidQuery(_)
             | ApiError::WebSocketRequired => StatusCode::BAD_REQUEST,
-            ApiError::Engine(EngineError::UnknownRuleset(_)) => StatusCode::BAD_REQUEST,
+            ApiError::Engine(
+                EngineError::UnknownRuleset(_) | EngineError::InvalidMaxSeats { .. },
+            ) => StatusCode::BAD_REQUEST,
             ApiError::MatchNotFound(_) | ApiError::PlayerNotFound(_) | ApiError::NotFound => {
                 StatusCode::NOT_FOUND
             }

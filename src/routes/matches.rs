@@ -14,6 +14,9 @@ use super::{parse_match_id, ApiError, AppState, Reads};
 #[derive(Deserialize)]
 pub struct CreateMatchBody {
     pub ruleset: String,
+    /// Seats of the match, within the ruleset's bounds (default: its most).
+    #[serde(default)]
+    pub max_seats: Option<u8>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -25,7 +28,10 @@ pub(super) async fn create_match(
     state: web::Data<AppState>,
     body: web::Json<CreateMatchBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let entry = state.engine.create_match(&body.ruleset).await?;
+    let entry = state
+        .engine
+        .create_match(&body.ruleset, body.max_seats)
+        .await?;
     Ok(HttpResponse::Created().json(MatchCreated {
         match_id: entry.info.id,
     }))

@@ -3,6 +3,7 @@
 //! `{"error":{"code","message"}}`.
 
 mod admin;
+mod assets;
 mod error;
 mod history;
 mod matches;
@@ -140,6 +141,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(admin_end_match))
             .default_service(not_allowed()),
     )
+    .configure(assets::configure)
     .service(web::resource("/health").route(web::get().to(health)))
     .service(web::resource("/ready").route(web::get().to(ready)))
     .service(web::resource("/metrics").route(web::get().to(metrics_text)))

@@ -13,6 +13,9 @@ use super::{authenticate, ApiError, AppState};
 pub(super) struct WsQuery {
     pub(super) token: Option<String>,
     pub(super) encoding: Option<String>,
+    /// The protocol version the client speaks (default 1): picks the
+    /// bincode layout of server frames.
+    pub(super) protocol: Option<String>,
 }
 
 pub(super) async fn websocket(
@@ -26,10 +29,18 @@ pub(super) async fn websocket(
         None => Encoding::Json,
         Some(e) => Encoding::parse(e).ok_or_else(|| ApiError::InvalidEncoding(e.into()))?,
     };
+    let protocol = match query.protocol.as_deref() {
+        None => 1,
+        Some(p) => p
+            .parse::<u32>()
+            .ok()
+            .filter(|v| (1..=matchd_protocol::PROTOCOL_VERSION).contains(v))
+            .ok_or_else(|| ApiError::InvalidProtocol(p.into()))?,
+    };
     if ws::handshake(&req).is_err() {
         return Err(ApiError::WebSocketRequired.into());
     }
-    let actor = Connection::new(state.engine.clone(), player_id, encoding);
+    let actor = Connection::new(state.engine.clone(), player_id, encoding, protocol);
     ws::WsResponseBuilder::new(actor, &req, stream)
         .frame_size(state.engine.config().max_frame_bytes)
         .start()

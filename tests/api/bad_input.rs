@@ -74,6 +74,7 @@ async fn every_bad_frame_gets_an_error_code_and_the_connection_stays_open() {
     p.send(&ClientMsg::Join {
         match_id: Some(other),
         ruleset: None,
+        max_seats: None,
     })
     .await;
     assert_eq!(

@@ -228,6 +228,7 @@ impl Player {
             .send(&ClientMsg::Join {
                 match_id,
                 ruleset: ruleset.map(str::to_string),
+                max_seats: None,
             })
             .await;
         self.recv_until(|m| match m {
@@ -395,6 +396,7 @@ async fn a_match_is_reached_through_any_node() {
         .send(&ClientMsg::Join {
             match_id: Some(id),
             ruleset: None,
+            max_seats: None,
         })
         .await;
     match p3.recv().await {

@@ -180,3 +180,36 @@ async fn operators_kick_end_and_broadcast_on_a_lone_node() {
     // b, whose match ended, is still connected.
     b.ping(7).await;
 }
+
+/// At the drain deadline a client still playing is told `node_stopping`
+/// and the socket closes with 1001 (going away), so it reconnects
+/// elsewhere and resumes; then the node stops.
+#[actix_rt::test]
+async fn clients_left_at_the_drain_deadline_hear_node_stopping_and_1001() {
+    let app = spawn_app_with(
+        |c| {
+            c.admin_key = Some(Secret("k3y".into()));
+            c.drain_timeout_ms = 300;
+        },
+        Catalog::builtin(),
+    );
+    let id = app.create_match("sandbox").await;
+    let mut a = app.player(Encoding::Json).await;
+    assert!(matches!(a.join(id).await, ServerMsg::Joined { .. }));
+    let (status, _) = drain(&app, Some("k3y")).await;
+    assert_eq!(status, 202);
+    // (The deadline comes before the first heartbeat's `draining`.)
+    let code = a
+        .recv_until(|m| match m {
+            ServerMsg::Error { code, .. } => Some(code.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, "node_stopping");
+    assert_eq!(a.expect_close().await, Some(awc::ws::CloseCode::Away));
+    eventually("the drained node to stop", WAIT, || async {
+        let health = app.client().get(app.url("/health")).send().await;
+        health.is_err().then_some(())
+    })
+    .await;
+}

@@ -10,6 +10,7 @@ mod http;
 mod panics;
 mod persistence;
 mod pg;
+mod protocol2;
 mod redis;
 mod resume;
 mod sandbox;

@@ -227,9 +227,16 @@ impl WsClient {
     }
 
     /// Like [`WsClient::connect_to`], `None` when the node does not answer
-    /// (a node that was killed).
+    /// (a node that was killed). Speaks protocol 2.
     pub async fn try_connect_to(base: &str, token: &str, encoding: Encoding) -> Option<Self> {
-        let url = format!("{base}/v1/ws?token={token}&encoding={}", encoding.as_str());
+        let query = format!("token={token}&encoding={}&protocol=2", encoding.as_str());
+        Self::connect_query(base, &query, encoding).await
+    }
+
+    /// Connects with exactly `query` after `/v1/ws?` (a protocol-1 client
+    /// leaves `protocol` out).
+    pub async fn connect_query(base: &str, query: &str, encoding: Encoding) -> Option<Self> {
+        let url = format!("{base}/v1/ws?{query}");
         let (_res, framed) = awc::Client::builder()
             .timeout(WAIT)
             .finish()
@@ -250,7 +257,9 @@ impl WsClient {
     pub async fn send(&mut self, msg: &ClientMsg) {
         match self.encoding {
             Encoding::Json => self.send_text(&encode_client_json(msg)).await,
-            Encoding::Bincode => self.send_binary(encode_client_bincode(msg)).await,
+            Encoding::Bincode | Encoding::BincodeV1 => {
+                self.send_binary(encode_client_bincode(msg)).await
+            }
         }
     }
 
@@ -317,6 +326,25 @@ impl WsClient {
         }
     }
 
+    /// The next binary frame's bytes, undecoded (pings answered, other
+    /// frames skipped).
+    pub async fn next_binary(&mut self) -> Vec<u8> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.framed.next())
+                .await
+                .expect("server sent nothing in time");
+            match frame {
+                Some(Ok(Frame::Binary(b))) => return b.to_vec(),
+                Some(Ok(Frame::Ping(p))) => {
+                    let _ = self.framed.send(Message::Pong(p)).await;
+                }
+                Some(Ok(_)) => {}
+                other => panic!("connection ended while a binary frame was expected: {other:?}"),
+            }
+        }
+    }
+
     pub async fn recv(&mut self) -> ServerMsg {
         match self.next().await {
             Ok(m) => m,
@@ -357,6 +385,7 @@ impl WsClient {
         self.send(&ClientMsg::Join {
             match_id: Some(match_id),
             ruleset: None,
+            max_seats: None,
         })
         .await;
         self.recv().await
@@ -366,6 +395,7 @@ impl WsClient {
         self.send(&ClientMsg::Join {
             match_id: None,
             ruleset: Some(ruleset.into()),
+            max_seats: None,
         })
         .await;
         self.recv().await

@@ -24,23 +24,44 @@ fn config() -> Limited {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
     Json,
+    /// bincode, the current protocol's layout ([`crate::PROTOCOL_VERSION`]).
     Bincode,
+    /// bincode, protocol 1's layout of server frames: what a binary client
+    /// that did not ask for `?protocol=2` reads (the fields protocol 2
+    /// appended are left out). Client frames of both layouts decode.
+    BincodeV1,
 }
 
 impl Encoding {
     pub fn as_str(self) -> &'static str {
         match self {
             Encoding::Json => "json",
-            Encoding::Bincode => "bincode",
+            Encoding::Bincode | Encoding::BincodeV1 => "bincode",
         }
     }
 
+    /// `json`, or `bincode` (alias `binary`) in the current layout; see
+    /// [`Encoding::binary_for`] for a connection's layout.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "json" => Some(Encoding::Json),
             "bincode" | "binary" => Some(Encoding::Bincode),
             _ => None,
         }
+    }
+
+    /// The bincode layout of server frames for a connection that asked for
+    /// protocol `protocol` (1 when it did not say).
+    pub fn binary_for(protocol: u32) -> Self {
+        if protocol >= 2 {
+            Encoding::Bincode
+        } else {
+            Encoding::BincodeV1
+        }
+    }
+
+    pub fn is_binary(self) -> bool {
+        !matches!(self, Encoding::Json)
     }
 }
 
@@ -103,14 +124,44 @@ fn classify_json_error(text: &str, err: serde_json::Error) -> DecodeError {
     }
 }
 
-/// Decodes a binary frame.
+/// Decodes a binary frame, in the current layout or protocol 1's (whose
+/// `join` lacks the `max_seats` that protocol 2 appended).
 pub fn decode_bincode(bytes: &[u8]) -> Result<ClientMsg, DecodeError> {
+    match decode_current(bytes) {
+        Ok(msg) => Ok(msg),
+        Err(e) => decode_v1_join(bytes).ok_or(e),
+    }
+}
+
+fn decode_current(bytes: &[u8]) -> Result<ClientMsg, DecodeError> {
     let (msg, used) = bincode::decode_from_slice::<ClientMsg, _>(bytes, config())
         .map_err(|e| DecodeError::MalformedBinary(e.to_string()))?;
     if used != bytes.len() {
         return Err(DecodeError::TrailingBytes(bytes.len() - used));
     }
     Ok(msg)
+}
+
+/// Bincode variant index of [`ClientMsg::Join`].
+const JOIN_VARIANT: u8 = 0;
+
+/// Protocol 1's `join`: the fields before `max_seats`.
+#[derive(bincode::Decode)]
+struct JoinV1 {
+    match_id: Option<u64>,
+    ruleset: Option<String>,
+}
+
+fn decode_v1_join(bytes: &[u8]) -> Option<ClientMsg> {
+    let (&JOIN_VARIANT, rest) = bytes.split_first()? else {
+        return None;
+    };
+    let (join, used) = bincode::decode_from_slice::<JoinV1, _>(rest, config()).ok()?;
+    (used == rest.len()).then_some(ClientMsg::Join {
+        match_id: join.match_id,
+        ruleset: join.ruleset,
+        max_seats: None,
+    })
 }
 
 /// Encodes a server message as JSON text.
@@ -129,6 +180,34 @@ pub fn encode_bincode(msg: &ServerMsg) -> Vec<u8> {
         log::error!("bincode encode failed: {e}");
         Vec::new()
     })
+}
+
+/// Encodes a server message in protocol 1's bincode layout: the current
+/// encoding without the fields protocol 2 appended, which are always the
+/// last of their variant (so they are the frame's last bytes).
+pub fn encode_bincode_v1(msg: &ServerMsg) -> Vec<u8> {
+    let mut bytes = encode_bincode(msg);
+    let tail = v2_tail_len(msg);
+    bytes.truncate(bytes.len().saturating_sub(tail));
+    bytes
+}
+
+/// Encoded length of the fields protocol 2 appended to `msg`'s variant.
+fn v2_tail_len(msg: &ServerMsg) -> usize {
+    fn opt_u64(v: Option<u64>) -> usize {
+        1 + v.map_or(0, varint_len)
+    }
+    fn opt_u8(v: Option<u8>) -> usize {
+        1 + usize::from(v.is_some())
+    }
+    match msg {
+        ServerMsg::Welcome { protocol, .. } => varint_len(u64::from(*protocol)),
+        ServerMsg::Event { client_seq, .. } => opt_u64(*client_seq),
+        ServerMsg::Ended {
+            seat, client_seq, ..
+        } => opt_u8(*seat) + opt_u64(*client_seq),
+        _ => 0,
+    }
 }
 
 /// One encoded server frame, cheap to clone: every recipient of an event
@@ -157,6 +236,7 @@ pub fn encode(msg: &ServerMsg, encoding: Encoding) -> Out {
     match encoding {
         Encoding::Json => Out::Text(encode_json(msg).into()),
         Encoding::Bincode => Out::Binary(encode_bincode(msg).into()),
+        Encoding::BincodeV1 => Out::Binary(encode_bincode_v1(msg).into()),
     }
 }
 
@@ -165,6 +245,7 @@ pub struct EncodeOnce<'a> {
     msg: &'a ServerMsg,
     json: Option<Out>,
     bin: Option<Out>,
+    bin_v1: Option<Out>,
 }
 
 impl<'a> EncodeOnce<'a> {
@@ -173,6 +254,7 @@ impl<'a> EncodeOnce<'a> {
             msg,
             json: None,
             bin: None,
+            bin_v1: None,
         }
     }
 
@@ -180,6 +262,7 @@ impl<'a> EncodeOnce<'a> {
         let slot = match encoding {
             Encoding::Json => &mut self.json,
             Encoding::Bincode => &mut self.bin,
+            Encoding::BincodeV1 => &mut self.bin_v1,
         };
         slot.get_or_insert_with(|| encode(self.msg, encoding))
             .clone()
@@ -266,7 +349,8 @@ impl SharedReply {
                 text.push('}');
                 Out::Text(text.into())
             }
-            Encoding::Bincode => {
+            // Replies are laid out alike in both protocols.
+            Encoding::Bincode | Encoding::BincodeV1 => {
                 let body = self.bin.get_or_init(|| {
                     bincode::encode_to_vec(&self.reply, config()).unwrap_or_default()
                 });
@@ -323,6 +407,7 @@ mod tests {
             Ok(ClientMsg::Join {
                 match_id: Some(7),
                 ruleset: None,
+                max_seats: None,
             }),
         );
         check(
@@ -330,6 +415,7 @@ mod tests {
             Ok(ClientMsg::Join {
                 match_id: None,
                 ruleset: Some("sandbox".into()),
+                max_seats: None,
             }),
         );
         check(
@@ -444,8 +530,172 @@ mod tests {
                 y: 2,
                 count: 3,
             },
+            client_seq: Some(7),
         };
         assert_eq!(decode_server_json(&encode_json(&msg)), Ok(msg.clone()));
         assert_eq!(decode_server_bincode(&encode_bincode(&msg)), Ok(msg));
+    }
+
+    /// Protocol 1's server frames up to `ended`, frozen as they were, so a
+    /// test can read what an old bincode client reads.
+    #[derive(Debug, PartialEq, bincode::Decode, bincode::Encode)]
+    enum ServerMsgV1 {
+        Welcome {
+            player_id: u64,
+            node_id: String,
+            heartbeat_ms: u64,
+        },
+        Joined {
+            match_id: u64,
+            ruleset: String,
+            seat: u8,
+            seq: u64,
+            state: crate::State,
+        },
+        Event {
+            match_id: u64,
+            seq: u64,
+            seat: Option<u8>,
+            event: crate::Event,
+        },
+        Rejected {
+            client_seq: u64,
+            code: String,
+            message: String,
+        },
+        Reply {
+            client_seq: u64,
+            reply: Reply,
+        },
+        Ended {
+            match_id: u64,
+            seq: u64,
+            result: crate::MatchResult,
+        },
+    }
+
+    fn read_v1(bytes: &[u8]) -> ServerMsgV1 {
+        let (msg, used) =
+            bincode::decode_from_slice::<ServerMsgV1, _>(bytes, config()).expect("v1 decodes");
+        assert_eq!(used, bytes.len(), "a v1 reader consumes the whole frame");
+        msg
+    }
+
+    #[test]
+    fn protocol_1_bincode_clients_read_the_frames_protocol_2_extended() {
+        let marked = crate::Event::Marked {
+            x: -3,
+            y: 2,
+            count: 300,
+        };
+        let result = crate::MatchResult {
+            winner: Some(1),
+            reason: "concede".into(),
+            scores: vec![20, -1],
+        };
+        for client_seq in [None, Some(0), Some(250), Some(70_000), Some(u64::MAX)] {
+            let event = ServerMsg::Event {
+                match_id: 9,
+                seq: 1000,
+                seat: Some(0),
+                event: marked.clone(),
+                client_seq,
+            };
+            assert_eq!(
+                read_v1(&encode_bincode_v1(&event)),
+                ServerMsgV1::Event {
+                    match_id: 9,
+                    seq: 1000,
+                    seat: Some(0),
+                    event: marked.clone(),
+                }
+            );
+            for seat in [None, Some(1)] {
+                let ended = ServerMsg::Ended {
+                    match_id: 9,
+                    seq: 1001,
+                    result: result.clone(),
+                    seat,
+                    client_seq,
+                };
+                assert_eq!(
+                    read_v1(&encode_bincode_v1(&ended)),
+                    ServerMsgV1::Ended {
+                        match_id: 9,
+                        seq: 1001,
+                        result: result.clone(),
+                    }
+                );
+            }
+        }
+        let welcome = ServerMsg::Welcome {
+            player_id: 5,
+            node_id: "n".into(),
+            heartbeat_ms: 1000,
+            protocol: crate::PROTOCOL_VERSION,
+        };
+        assert_eq!(
+            read_v1(&encode_bincode_v1(&welcome)),
+            ServerMsgV1::Welcome {
+                player_id: 5,
+                node_id: "n".into(),
+                heartbeat_ms: 1000,
+            }
+        );
+        // Frames protocol 2 left alone are the same bytes in both.
+        let reply = ServerMsg::Rejected {
+            client_seq: 3,
+            code: "busy".into(),
+            message: "m".into(),
+        };
+        assert_eq!(encode_bincode_v1(&reply), encode_bincode(&reply));
+        // The encoders agree with EncodeOnce and `encode`.
+        let mut once = EncodeOnce::new(&welcome);
+        assert_eq!(
+            once.get(Encoding::BincodeV1),
+            Out::Binary(encode_bincode_v1(&welcome).into())
+        );
+        assert_eq!(
+            once.get(Encoding::Bincode),
+            Out::Binary(encode_bincode(&welcome).into())
+        );
+    }
+
+    #[test]
+    fn a_protocol_1_join_still_decodes() {
+        #[derive(bincode::Encode)]
+        enum ClientMsgV1 {
+            Join {
+                match_id: Option<u64>,
+                ruleset: Option<String>,
+            },
+        }
+        for (match_id, ruleset) in [(Some(7), None), (None, Some("tactics".to_string()))] {
+            let old = ClientMsgV1::Join {
+                match_id,
+                ruleset: ruleset.clone(),
+            };
+            let bytes = bincode::encode_to_vec(&old, config()).expect("encodes");
+            assert_eq!(
+                decode_bincode(&bytes),
+                Ok(ClientMsg::Join {
+                    match_id,
+                    ruleset,
+                    max_seats: None,
+                })
+            );
+        }
+        // The current layout, with max_seats.
+        let new = ClientMsg::Join {
+            match_id: None,
+            ruleset: Some("sandbox".into()),
+            max_seats: Some(2),
+        };
+        assert_eq!(decode_bincode(&encode_client_bincode(&new)), Ok(new));
+        // A join cut short anywhere else is still malformed.
+        assert_eq!(
+            decode_bincode(&[JOIN_VARIANT, 1]).map_err(|e| e.code()),
+            Err("malformed_binary")
+        );
     }
 }

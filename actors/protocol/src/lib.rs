@@ -13,6 +13,12 @@
 
 pub mod codec;
 
+/// The protocol version this crate speaks, sent in `welcome`. Version 2
+/// appended `welcome.protocol`, `event.client_seq`, `ended.seat`,
+/// `ended.client_seq` and `join.max_seats`; a bincode connection gets the
+/// version-2 layout of server frames only when it asks (`?protocol=2`).
+pub const PROTOCOL_VERSION: u32 = 2;
+
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +40,10 @@ pub enum ClientMsg {
         match_id: Option<MatchId>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ruleset: Option<String>,
+        /// Quick-join only (protocol 2): a match with exactly this many
+        /// seats, within the ruleset's bounds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_seats: Option<u8>,
     },
     /// A game action; answered by an `event` (accepted) or `rejected`.
     Action { client_seq: u64, action: Action },
@@ -57,6 +67,9 @@ pub enum ServerMsg {
         player_id: PlayerId,
         node_id: String,
         heartbeat_ms: u64,
+        /// The server's protocol version ([`PROTOCOL_VERSION`]; protocol 2).
+        #[serde(default)]
+        protocol: u32,
     },
     /// The client now holds `seat` in `match_id`; `state` is the snapshot as
     /// of `seq` (the next event this client receives has `seq + 1`).
@@ -75,6 +88,10 @@ pub enum ServerMsg {
         #[serde(default)]
         seat: Option<Seat>,
         event: Event,
+        /// The `client_seq` of the action of `seat` that caused this event;
+        /// absent for events no action caused (protocol 2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_seq: Option<u64>,
     },
     /// The action or query with `client_seq` was refused; the match goes on.
     Rejected {
@@ -90,6 +107,12 @@ pub enum ServerMsg {
         match_id: MatchId,
         seq: u64,
         result: MatchResult,
+        /// The seat whose action ended the match, and that action's
+        /// `client_seq` (protocol 2); absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seat: Option<Seat>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_seq: Option<u64>,
     },
     /// A problem with a frame or request; the connection stays open unless
     /// the server closes it right after.

@@ -125,6 +125,18 @@ fn event(seq: u64, seat: Option<u8>, event: Event) -> ServerMsg {
         seq,
         seat,
         event,
+        client_seq: None,
+    }
+}
+
+/// An event an action of `seat` caused (protocol 2: with its client_seq).
+fn acked(seq: u64, seat: u8, client_seq: u64, event: Event) -> ServerMsg {
+    ServerMsg::Event {
+        match_id: 7,
+        seq,
+        seat: Some(seat),
+        event,
+        client_seq: Some(client_seq),
     }
 }
 
@@ -211,6 +223,7 @@ fn samples() -> Vec<(&'static str, Msg)> {
             ClientMsg::Join {
                 match_id: Some(7),
                 ruleset: None,
+                max_seats: None,
             },
         ),
         client(
@@ -218,6 +231,15 @@ fn samples() -> Vec<(&'static str, Msg)> {
             ClientMsg::Join {
                 match_id: None,
                 ruleset: Some("tactics".into()),
+                max_seats: None,
+            },
+        ),
+        client(
+            "client_join_ruleset_max_seats",
+            ClientMsg::Join {
+                match_id: None,
+                ruleset: Some("sandbox".into()),
+                max_seats: Some(2),
             },
         ),
         client(
@@ -317,6 +339,7 @@ fn samples() -> Vec<(&'static str, Msg)> {
                 player_id: 42,
                 node_id: "node-a1b2c3".into(),
                 heartbeat_ms: 1000,
+                protocol: 2,
             },
         ),
         server(
@@ -492,6 +515,8 @@ fn samples() -> Vec<(&'static str, Msg)> {
                     reason: "base_destroyed".into(),
                     scores: vec![20, 0],
                 },
+                seat: None,
+                client_seq: None,
             },
         ),
         server(
@@ -504,6 +529,8 @@ fn samples() -> Vec<(&'static str, Msg)> {
                     reason: "time_limit".into(),
                     scores: vec![17, 17],
                 },
+                seat: None,
+                client_seq: None,
             },
         ),
         server(
@@ -516,7 +543,40 @@ fn samples() -> Vec<(&'static str, Msg)> {
                     reason: "abandoned".into(),
                     scores: Vec::new(),
                 },
+                seat: None,
+                client_seq: None,
             },
+        ),
+        server(
+            "server_ended_by_an_action",
+            ServerMsg::Ended {
+                match_id: 8,
+                seq: 40,
+                result: MatchResult {
+                    winner: Some(1),
+                    reason: "concede".into(),
+                    scores: vec![20, 18],
+                },
+                seat: Some(0),
+                client_seq: Some(12),
+            },
+        ),
+        server(
+            "server_event_with_client_seq",
+            acked(
+                5,
+                1,
+                3,
+                Event::Marked {
+                    x: 2,
+                    y: 1,
+                    count: 1,
+                },
+            ),
+        ),
+        server(
+            "server_event_client_seq_varint_65536",
+            acked(6, 0, 65_536, Event::PlayerReady { seat: 0 }),
         ),
         server(
             "server_error",
@@ -1010,7 +1070,8 @@ fn samples_cover_optional_fields_and_varint_edges() {
                     c,
                     ClientMsg::Join {
                         match_id: Some(_),
-                        ruleset: None
+                        ruleset: None,
+                        ..
                     }
                 )
             }),
@@ -1022,7 +1083,44 @@ fn samples_cover_optional_fields_and_varint_edges() {
                     c,
                     ClientMsg::Join {
                         match_id: None,
-                        ruleset: Some(_)
+                        ruleset: Some(_),
+                        ..
+                    }
+                )
+            }),
+        ),
+        (
+            "join with max_seats",
+            clients().any(|c| {
+                matches!(
+                    c,
+                    ClientMsg::Join {
+                        max_seats: Some(_),
+                        ..
+                    }
+                )
+            }),
+        ),
+        (
+            "event with client_seq",
+            servers().any(|s| {
+                matches!(
+                    s,
+                    ServerMsg::Event {
+                        client_seq: Some(_),
+                        ..
+                    }
+                )
+            }),
+        ),
+        (
+            "ended by an action",
+            servers().any(|s| {
+                matches!(
+                    s,
+                    ServerMsg::Ended {
+                        client_seq: Some(_),
+                        ..
                     }
                 )
             }),

@@ -70,6 +70,45 @@ pub struct Recorded {
     pub seq: u64,
     pub seat: Option<Seat>,
     pub event: Event,
+    /// The `client_seq` of the action that caused it (protocol 2).
+    pub client_seq: Option<u64>,
+}
+
+/// A stream entry as nodes before protocol 2 wrote it (events without
+/// `client_seq`), read during a rolling upgrade.
+#[derive(Decode)]
+struct BatchV1 {
+    inputs: Vec<Input>,
+    events: Vec<RecordedV1>,
+    ended: bool,
+}
+
+#[derive(Decode)]
+struct RecordedV1 {
+    seq: u64,
+    seat: Option<Seat>,
+    event: Event,
+}
+
+/// Decodes a stream entry, in the current layout or the one before.
+pub fn decode_batch(bytes: &[u8]) -> Option<Batch> {
+    decode_snapshot::<Batch>(bytes).or_else(|| {
+        let old: BatchV1 = decode_snapshot(bytes)?;
+        Some(Batch {
+            inputs: old.inputs,
+            events: old
+                .events
+                .into_iter()
+                .map(|e| Recorded {
+                    seq: e.seq,
+                    seat: e.seat,
+                    event: e.event,
+                    client_seq: None,
+                })
+                .collect(),
+            ended: old.ended,
+        })
+    })
 }
 
 /// One stream entry: what a match did between two Redis writes.
@@ -621,7 +660,7 @@ fn decode_stored(values: &[Value]) -> Result<Option<Stored>, ReplicaError> {
             .ok_or_else(|| corrupt("stream id"))?;
         let batch: Batch = bytes
             .as_bytes()
-            .and_then(decode_snapshot)
+            .and_then(decode_batch)
             .ok_or_else(|| corrupt("stream entry"))?;
         batches.push((n, batch));
     }
@@ -659,11 +698,45 @@ mod tests {
                     y: 1,
                     count: 1,
                 },
+                client_seq: Some(9),
             }],
             ended: false,
         };
         let bytes = encode(&batch).expect("encodes");
-        assert_eq!(decode_snapshot::<Batch>(&bytes), Some(batch));
+        assert_eq!(decode_batch(&bytes), Some(batch.clone()));
+        // A batch written before events carried client_seq still reads.
+        #[derive(Encode)]
+        struct OldRecorded {
+            seq: u64,
+            seat: Option<Seat>,
+            event: Event,
+        }
+        #[derive(Encode)]
+        struct OldBatch {
+            inputs: Vec<Input>,
+            events: Vec<OldRecorded>,
+            ended: bool,
+        }
+        let old = OldBatch {
+            inputs: batch.inputs.clone(),
+            events: batch
+                .events
+                .iter()
+                .map(|e| OldRecorded {
+                    seq: e.seq,
+                    seat: e.seat,
+                    event: e.event.clone(),
+                })
+                .collect(),
+            ended: true,
+        };
+        let mut expected = batch.clone();
+        expected.events[0].client_seq = None;
+        expected.ended = true;
+        assert_eq!(
+            decode_batch(&encode(&old).expect("encodes")),
+            Some(expected)
+        );
         let snap = MatchSnapshot {
             match_id: 9,
             ruleset: "sandbox".into(),

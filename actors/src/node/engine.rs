@@ -264,6 +264,21 @@ impl Engine {
         super::control::apply(self, msg)
     }
 
+    /// Tells every open connection that the node stops (`error
+    /// node_stopping`, close 1001); how many were told. One message per
+    /// connection, once, at the end of a drain.
+    pub fn close_connections(&self) -> usize {
+        let targets: Vec<Recipient<ToConn>> = self
+            .connections
+            .iter()
+            .map(|e| e.value().1.clone())
+            .collect();
+        for conn in &targets {
+            conn.do_send(ToConn::NodeStopping);
+        }
+        targets.len()
+    }
+
     /// Asks every live match to hand itself over to the node at `url`
     /// (drain); how many were asked.
     pub async fn hand_over_all(&self, url: String) -> Result<usize, EngineError> {
@@ -316,13 +331,20 @@ impl Engine {
         all
     }
 
-    pub async fn create_match(&self, ruleset: &str) -> Result<MatchEntry, EngineError> {
+    /// A new match of `ruleset` with `max_seats` seats (default: the
+    /// ruleset's most).
+    pub async fn create_match(
+        &self,
+        ruleset: &str,
+        max_seats: Option<u8>,
+    ) -> Result<MatchEntry, EngineError> {
         if self.is_draining() {
             return Err(EngineError::Draining);
         }
         self.registry
             .send(CreateMatch {
                 ruleset: ruleset.into(),
+                max_seats,
             })
             .timeout(REGISTRY_TIMEOUT)
             .await
@@ -333,6 +355,7 @@ impl Engine {
         &self,
         ruleset: &str,
         exclude: Vec<MatchId>,
+        max_seats: Option<u8>,
     ) -> Result<MatchEntry, EngineError> {
         if self.is_draining() {
             return Err(EngineError::Draining);
@@ -341,6 +364,7 @@ impl Engine {
             .send(QuickJoin {
                 ruleset: ruleset.into(),
                 exclude,
+                max_seats,
             })
             .timeout(REGISTRY_TIMEOUT)
             .await

@@ -15,6 +15,13 @@ pub enum EngineError {
     Unavailable,
     #[error("this node is draining and takes no new matches or players")]
     Draining,
+    #[error("a {ruleset} match has {min} to {max} seats, not {asked}")]
+    InvalidMaxSeats {
+        ruleset: String,
+        min: u8,
+        max: u8,
+        asked: u8,
+    },
 }
 
 impl EngineError {
@@ -24,6 +31,7 @@ impl EngineError {
             EngineError::TooManyMatches(_) => "too_many_matches",
             EngineError::Unavailable => "engine_unavailable",
             EngineError::Draining => "draining",
+            EngineError::InvalidMaxSeats { .. } => "invalid_max_seats",
         }
     }
 }

@@ -37,6 +37,8 @@ use crate::validation_cache::{CacheStats, GetCacheStats, ValidationCache};
 #[rtype(result = "Result<MatchEntry, EngineError>")]
 pub struct CreateMatch {
     pub ruleset: String,
+    /// Seats of the new match; `None`: the ruleset's `max_seats`.
+    pub max_seats: Option<u8>,
 }
 
 /// Find an open match of `ruleset` (not in `exclude`), or create one.
@@ -45,6 +47,8 @@ pub struct CreateMatch {
 pub struct QuickJoin {
     pub ruleset: String,
     pub exclude: Vec<MatchId>,
+    /// Only matches with exactly this many seats (and a new one has it).
+    pub max_seats: Option<u8>,
 }
 
 /// Rebuild a match from its Redis copy (failover or handover), unless it
@@ -131,6 +135,7 @@ impl Registry {
     fn create(
         &mut self,
         ruleset_name: &str,
+        max_seats: Option<u8>,
         ctx: &mut Context<Self>,
     ) -> Result<MatchEntry, EngineError> {
         let ruleset = self
@@ -138,6 +143,7 @@ impl Registry {
             .get(ruleset_name)
             .cloned()
             .ok_or_else(|| EngineError::UnknownRuleset(ruleset_name.into()))?;
+        let seats = seat_count(&*ruleset, max_seats)?;
         if self.directory.len() >= self.cfg.max_matches {
             return Err(EngineError::TooManyMatches(self.cfg.max_matches));
         }
@@ -147,7 +153,14 @@ impl Registry {
                 break id;
             }
         };
-        let entry = self.spawn(ctx, id, ruleset, random_u64(), SystemTime::now(), None);
+        let planned = Planned {
+            id,
+            ruleset,
+            seats,
+            seed: random_u64(),
+            created_at: SystemTime::now(),
+        };
+        let entry = self.spawn(ctx, planned, None);
         metrics::counter!(m::MATCHES_CREATED, "ruleset" => entry.info.ruleset).increment(1);
         log::info!(match_id = id, ruleset = entry.info.ruleset, arbiter = entry.info.arbiter; "match created");
         Ok(entry)
@@ -158,18 +171,22 @@ impl Registry {
     fn spawn(
         &mut self,
         ctx: &mut Context<Self>,
-        id: MatchId,
-        ruleset: Arc<dyn Ruleset>,
-        seed: u64,
-        created_at: SystemTime,
+        planned: Planned,
         rebuilt: Option<Rebuilt>,
     ) -> MatchEntry {
+        let Planned {
+            id,
+            ruleset,
+            seats,
+            seed,
+            created_at,
+        } = planned;
         let arbiter = self.next_arbiter % self.arbiters.len().max(1);
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
         let info = Arc::new(MatchInfo {
             id,
             ruleset: ruleset.name(),
-            max_seats: ruleset.max_seats(),
+            max_seats: seats,
             occupied: AtomicU8::new(0),
             connected: AtomicU8::new(0),
             joinable: AtomicBool::new(rebuilt.is_none()),
@@ -265,7 +282,7 @@ impl Handler<CreateMatch> for Registry {
     type Result = Result<MatchEntry, EngineError>;
 
     fn handle(&mut self, msg: CreateMatch, ctx: &mut Self::Context) -> Self::Result {
-        self.create(&msg.ruleset, ctx)
+        self.create(&msg.ruleset, msg.max_seats, ctx)
     }
 }
 
@@ -288,6 +305,7 @@ impl Handler<QuickJoin> for Registry {
                     && i.joinable.load(Ordering::Relaxed)
                     && i.occupied.load(Ordering::Relaxed) < i.max_seats
                     && !msg.exclude.contains(&i.id)
+                    && msg.max_seats.is_none_or(|n| n == i.max_seats)
                     && e.addr.connected()
             })
             .max_by_key(|e| {
@@ -299,7 +317,7 @@ impl Handler<QuickJoin> for Registry {
             .map(|e| e.value().clone());
         match best {
             Some(entry) => Ok(entry),
-            None => self.create(&msg.ruleset, ctx),
+            None => self.create(&msg.ruleset, msg.max_seats, ctx),
         }
     }
 }
@@ -330,8 +348,15 @@ impl Handler<RestoreMatch> for Registry {
             }
         };
         let created_at = SystemTime::UNIX_EPOCH + Duration::from_millis(rebuilt.created_at_ms);
-        let seed = rebuilt.seed;
-        let entry = self.spawn(ctx, id, ruleset, seed, created_at, Some(rebuilt));
+        let (seed, seats) = (rebuilt.seed, rebuilt.seats());
+        let planned = Planned {
+            id,
+            ruleset,
+            seats,
+            seed,
+            created_at,
+        };
+        let entry = self.spawn(ctx, planned, Some(rebuilt));
         metrics::counter!(m::FAILOVERS, "outcome" => "restored").increment(1);
         Ok(entry)
     }
@@ -391,5 +416,30 @@ impl Handler<GetStats> for Registry {
                 cache,
             }
         })
+    }
+}
+
+/// What the registry decided about a match before starting it.
+struct Planned {
+    id: MatchId,
+    ruleset: Arc<dyn Ruleset>,
+    seats: u8,
+    seed: u64,
+    created_at: SystemTime,
+}
+
+/// The seat count of a new match: `asked`, if within the ruleset's bounds,
+/// else the ruleset's default.
+fn seat_count(ruleset: &dyn Ruleset, asked: Option<u8>) -> Result<u8, EngineError> {
+    let (min, max) = (ruleset.min_seats().max(1), ruleset.max_seats());
+    match asked {
+        None => Ok(max),
+        Some(n) if (min..=max).contains(&n) => Ok(n),
+        Some(asked) => Err(EngineError::InvalidMaxSeats {
+            ruleset: ruleset.name().into(),
+            min,
+            max,
+            asked,
+        }),
     }
 }

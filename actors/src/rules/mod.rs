@@ -60,8 +60,14 @@ impl Outcome {
 pub trait Ruleset: Send + Sync + 'static {
     /// Stable name used in `join` and `POST /v1/matches`.
     fn name(&self) -> &'static str;
-    /// Largest number of seats.
+    /// Largest number of seats, and the seat count of a match created
+    /// without one.
     fn max_seats(&self) -> u8;
+    /// Smallest seat count a match of this ruleset may be created with
+    /// (`max_seats` in a quick-join or `POST /v1/matches`).
+    fn min_seats(&self) -> u8 {
+        self.max_seats()
+    }
     /// Interval of the tick timer while [`Game::wants_tick`] is true.
     fn tick_ms(&self) -> Option<u64>;
     /// A new game, deterministic for a given seed.

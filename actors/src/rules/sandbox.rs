@@ -26,6 +26,10 @@ impl Ruleset for Sandbox {
         MAX_SEATS
     }
 
+    fn min_seats(&self) -> u8 {
+        1
+    }
+
     fn tick_ms(&self) -> Option<u64> {
         None
     }

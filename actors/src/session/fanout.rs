@@ -12,7 +12,7 @@ use matchd_protocol::{Event, Seat, ServerMsg};
 
 use super::messages::ToConn;
 use super::rebuild::push_ring;
-use super::{MatchSession, Member, Outgoing};
+use super::{Cause, MatchSession, Member, Outgoing};
 use crate::cluster::replica::Recorded;
 use crate::history::record::Record;
 use crate::metrics as m;
@@ -174,7 +174,7 @@ impl MatchSession {
     }
 
     /// Numbers, records and broadcasts events; the hot path.
-    pub(super) fn broadcast(&mut self, actor_seat: Option<Seat>, events: Vec<Event>) {
+    pub(super) fn broadcast(&mut self, cause: Option<Cause>, events: Vec<Event>) {
         // Events of one broadcast happen at one moment: one clock read.
         let mut history = self.history.as_ref().map(|_| {
             (
@@ -187,8 +187,9 @@ impl MatchSession {
             let msg = ServerMsg::Event {
                 match_id: self.id,
                 seq: self.seq,
-                seat: actor_seat,
+                seat: cause.map(|c| c.seat),
                 event,
+                client_seq: cause.map(|c| c.client_seq),
             };
             let mut frames = EncodeOnce::new(&msg);
             for seat in 0..self.seats.len() {
@@ -205,7 +206,11 @@ impl MatchSession {
             }
             drop(frames);
             if let ServerMsg::Event {
-                seq, seat, event, ..
+                seq,
+                seat,
+                event,
+                client_seq,
+                ..
             } = msg
             {
                 if let Some((h, at_ms)) = history.as_mut() {
@@ -218,7 +223,12 @@ impl MatchSession {
                         event,
                     });
                 }
-                let recorded = Recorded { seq, seat, event };
+                let recorded = Recorded {
+                    seq,
+                    seat,
+                    event,
+                    client_seq,
+                };
                 if let Some(r) = self.repl.as_mut() {
                     r.sm.record_event(recorded.clone());
                 }
@@ -256,6 +266,7 @@ impl MatchSession {
                     seq: e.seq,
                     seat: e.seat,
                     event: e.event.clone(),
+                    client_seq: e.client_seq,
                 };
                 encode(&msg, encoding)
             })

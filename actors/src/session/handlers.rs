@@ -13,7 +13,7 @@ use super::messages::{
     Act, Ask, Disconnected, EndMatch, Handover, Join, JoinAck, JoinError, Leave, ToConn,
 };
 use super::rebuild::add_participant;
-use super::{MatchSession, Member};
+use super::{Cause, MatchSession, Member};
 use crate::cluster::replica::Input;
 use crate::metrics as m;
 use crate::rules::Rejection;
@@ -167,7 +167,11 @@ impl Handler<Act> for MatchSession {
                     seat: msg.seat,
                     action,
                 });
-                self.apply_outcome(ctx, Some(msg.seat), outcome);
+                let cause = Cause {
+                    seat: msg.seat,
+                    client_seq: msg.client_seq,
+                };
+                self.apply_outcome(ctx, Some(cause), outcome);
                 self.metrics
                     .action_seconds
                     .record(msg.received.elapsed().as_secs_f64());
@@ -294,6 +298,7 @@ impl Handler<EndMatch> for MatchSession {
                 reason: msg.reason,
                 scores: Vec::new(),
             },
+            None,
         );
         self.commit(ctx);
     }

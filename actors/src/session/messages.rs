@@ -161,6 +161,9 @@ pub enum ToConn {
     Notice { message: String },
     /// An operator removed this player: tell it why and close (1008).
     Close { code: &'static str, message: String },
+    /// The node stops now (the end of a drain): tell the client and close
+    /// with 1001, so it reconnects elsewhere and resumes.
+    NodeStopping,
     /// `match_id` dropped this connection from its seat.
     Kicked {
         match_id: MatchId,

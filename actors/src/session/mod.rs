@@ -53,6 +53,14 @@ struct Member {
     disconnected_at: Option<Instant>,
 }
 
+/// The action that caused events or the end: its seat and `client_seq`,
+/// which the frames carry so its client can match them (protocol 2).
+#[derive(Debug, Clone, Copy)]
+struct Cause {
+    seat: Seat,
+    client_seq: u64,
+}
+
 /// A frame or control message that replication may hold back until its
 /// batch is in Redis.
 enum Outgoing {
@@ -124,7 +132,7 @@ impl MatchSession {
     /// that arbiter's validation-cache shard.
     pub fn new(spec: MatchSpec) -> Self {
         let game = spec.ruleset.new_game(spec.seed);
-        let seat_count = usize::from(spec.ruleset.max_seats());
+        let seat_count = usize::from(spec.info.max_seats);
         let seats = (0..seat_count).map(|_| None).collect();
         let cache = CacheHandle::local().filter(|_| spec.cfg.cache_enabled);
         let metrics = MatchMetrics::new(spec.ruleset.name());
@@ -292,6 +300,7 @@ impl MatchSession {
                         reason: "internal_error".into(),
                         scores: Vec::new(),
                     },
+                    None,
                 );
                 None
             }
@@ -300,10 +309,10 @@ impl MatchSession {
 
     /// Applies an outcome: broadcast its events, end the match if it says so,
     /// and start or stop the tick timer as the game asks.
-    fn apply_outcome(&mut self, ctx: &mut Context<Self>, seat: Option<Seat>, outcome: Outcome) {
-        self.broadcast(seat, outcome.events);
+    fn apply_outcome(&mut self, ctx: &mut Context<Self>, cause: Option<Cause>, outcome: Outcome) {
+        self.broadcast(cause, outcome.events);
         if let Some(result) = outcome.ended {
-            self.finish(ctx, result);
+            self.finish(ctx, result, cause);
             return;
         }
         self.sync_ticker(ctx);
@@ -387,7 +396,7 @@ impl MatchSession {
     }
 
     /// Ends the match: one `ended` frame to every member, then stop.
-    fn finish(&mut self, ctx: &mut Context<Self>, result: MatchResult) {
+    fn finish(&mut self, ctx: &mut Context<Self>, result: MatchResult, cause: Option<Cause>) {
         if self.ended {
             return;
         }
@@ -397,6 +406,8 @@ impl MatchSession {
             match_id: self.id,
             seq: self.seq,
             result: result.clone(),
+            seat: cause.map(|c| c.seat),
+            client_seq: cause.map(|c| c.client_seq),
         };
         for (conn, detached) in self.detach_all(&ended) {
             // Control message: must arrive even past the mailbox bound.
@@ -590,6 +601,7 @@ impl MatchSession {
                         reason: "abandoned".into(),
                         scores: Vec::new(),
                     },
+                    None,
                 );
             }
         }

@@ -32,6 +32,13 @@ pub enum RebuildError {
     Corrupt(String),
 }
 
+impl Rebuilt {
+    /// The match's seat count.
+    pub fn seats(&self) -> u8 {
+        u8::try_from(self.players.len()).unwrap_or(u8::MAX)
+    }
+}
+
 /// Records that `player` took `seat` (once per pair).
 pub(super) fn add_participant(
     participants: &mut Vec<(Seat, PlayerId)>,
@@ -65,7 +72,12 @@ pub fn rebuild(
             .restore(&snap.game)
             .ok_or_else(|| corrupt("the game snapshot does not decode".into()))?;
         let mut players = snap.players.clone();
-        players.resize(usize::from(ruleset.max_seats()), None);
+        // The match's own seat count (it may have fewer than the most).
+        let seats = players.len().clamp(
+            usize::from(ruleset.min_seats().max(1)),
+            usize::from(ruleset.max_seats()),
+        );
+        players.resize(seats, None);
         let mut participants = snap.participants.clone();
         let mut seq = snap.seq;
         let mut ring = VecDeque::new();
@@ -198,6 +210,7 @@ mod tests {
                     seq: *seq,
                     seat: None,
                     event,
+                    client_seq: None,
                 });
             }
         }

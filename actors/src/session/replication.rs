@@ -319,6 +319,7 @@ mod tests {
             seq,
             seat: None,
             event: Event::PlayerLeft { seat: 0 },
+            client_seq: None,
         }
     }
 
