@@ -47,6 +47,9 @@ pub struct Config {
     pub read_database_url: Option<Secret>,
     /// Key of the `/admin/*` endpoints; `None` turns them off.
     pub admin_key: Option<Secret>,
+    /// Web pages that may open WebSockets and call the HTTP API from a
+    /// browser (`MATCHD_ALLOWED_ORIGINS`).
+    pub allowed_origins: crate::origins::AllowedOrigins,
     /// Redis for cross-node presence; `None`: the node runs alone.
     pub redis_url: Option<Secret>,
     /// Prefix of every Redis key this node writes.
@@ -290,6 +293,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "WebSocket URL this node advertises in `GET /v1/nodes`, `GET /v1/matches/{id}` and `redirect` frames",
     },
     Setting {
+        var: "MATCHD_ALLOWED_ORIGINS",
+        default: "(unset: same origin only)",
+        help: "web pages that may use this node from a browser: `*`, or a comma-separated list of `https://host[:port]`; pages the node serves itself are always allowed; a WebSocket upgrade from another origin gets 403 `origin_not_allowed`, and CORS answers the HTTP API's preflights for the listed ones",
+    },
+    Setting {
         var: "MATCHD_ADMIN_KEY",
         default: "(unset: admin endpoints off)",
         help: "bearer key of the `/admin/*` endpoints (drain, kick, end a match, broadcast); never logged",
@@ -439,6 +447,14 @@ impl Config {
             persist,
             read_database_url,
             admin_key: get("MATCHD_ADMIN_KEY").map(Secret),
+            allowed_origins: {
+                let raw = get("MATCHD_ALLOWED_ORIGINS").unwrap_or_default();
+                crate::origins::AllowedOrigins::parse(&raw).map_err(|_| ConfigError::Invalid {
+                    var: "MATCHD_ALLOWED_ORIGINS",
+                    value: raw.clone(),
+                    expected: "`*` or a comma-separated list of http(s)://host[:port]",
+                })?
+            },
             drain_timeout_ms: num("MATCHD_DRAIN_TIMEOUT_MS", 60_000)?,
             redis_url: get("REDIS_URL").map(Secret),
             redis_prefix: get("MATCHD_REDIS_PREFIX").unwrap_or_else(|| "matchd:".into()),

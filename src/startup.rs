@@ -95,6 +95,7 @@ impl Application {
             advertise_url: config.advertise_url.clone(),
             redis: redis.clone(),
             redis_keys: Keys::new(&config.redis_prefix),
+            origins: config.allowed_origins.clone(),
         });
         if let Some(url) = &config.redis_url {
             let subscriber = redis_subscriber(&url.0).map_err(std::io::Error::other)?;
@@ -127,6 +128,8 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::Data::new(reads))
+                .wrap(routes::cors(state.origins.clone()))
+                .wrap(routes::security_headers())
                 .wrap(from_fn(routes::observe))
                 .configure(routes::configure)
         })

@@ -36,6 +36,8 @@ pub enum ApiError {
     InvalidProtocol(String),
     #[error("this endpoint needs a WebSocket upgrade request")]
     WebSocketRequired,
+    #[error("this page's origin may not use this node (MATCHD_ALLOWED_ORIGINS)")]
+    OriginNotAllowed,
     #[error("session limit reached")]
     TooManySessions,
     #[error("{0}")]
@@ -67,6 +69,7 @@ impl ApiError {
             ApiError::InvalidEncoding(_) => "invalid_encoding",
             ApiError::InvalidProtocol(_) => "invalid_protocol",
             ApiError::WebSocketRequired => "websocket_required",
+            ApiError::OriginNotAllowed => "origin_not_allowed",
             ApiError::TooManySessions => "too_many_sessions",
             ApiError::Engine(e) => e.code(),
             ApiError::Redis(e) => e.code(),
@@ -120,7 +123,7 @@ impl ResponseError for ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::Unauthorized | ApiError::BadAdminKey => StatusCode::UNAUTHORIZED,
-            ApiError::AdminDisabled => StatusCode::FORBIDDEN,
+            ApiError::AdminDisabled | ApiError::OriginNotAllowed => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManySessions
             | ApiError::Redis(_)

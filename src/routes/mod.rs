@@ -55,6 +55,8 @@ pub struct AppState {
     pub redis: Option<fred::prelude::Client>,
     /// The names of the node's Redis keys and channels.
     pub redis_keys: Keys,
+    /// Web pages that may use this node from a browser.
+    pub origins: crate::origins::AllowedOrigins,
 }
 
 /// The read pool of one HTTP worker (`DATABASE_READ_URL`, else
@@ -194,6 +196,35 @@ pub(crate) fn query_num(
             ))),
         },
     }
+}
+
+/// CORS for the HTTP API from `MATCHD_ALLOWED_ORIGINS`: preflights of the
+/// allowed origins are answered, other origins get no CORS headers (and
+/// actix-cors refuses their requests). `/v1/ws` is left to its handler,
+/// which answers a refused origin with 403 `origin_not_allowed` (browsers
+/// send no preflight for WebSockets).
+pub fn cors(origins: crate::origins::AllowedOrigins) -> actix_cors::Cors {
+    use actix_web::http::{header, Method};
+    actix_cors::Cors::default()
+        .allowed_origin_fn(move |origin, head| {
+            let host = head
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok());
+            head.uri.path() == "/v1/ws" || origin.to_str().is_ok_and(|o| origins.allows(o, host))
+        })
+        .allowed_methods([Method::GET, Method::POST])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(3600)
+}
+
+/// Headers on every answer: no MIME sniffing, no framing by other sites,
+/// no referrer leaking tokens in URLs.
+pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "no-referrer"))
 }
 
 /// Middleware body: records the request duration by route pattern and status.

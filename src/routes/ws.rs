@@ -1,6 +1,7 @@
 //! `/v1/ws`: the WebSocket upgrade; every connection becomes a
 //! [`Connection`] actor.
 
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use matchd_actors::connection::Connection;
@@ -37,6 +38,18 @@ pub(super) async fn websocket(
             .filter(|v| (1..=matchd_protocol::PROTOCOL_VERSION).contains(v))
             .ok_or_else(|| ApiError::InvalidProtocol(p.into()))?,
     };
+    // Browsers send Origin on upgrades but no CORS preflight: a page of
+    // another site must not open sockets with its visitors' sessions.
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let allowed = origin.to_str().is_ok_and(|o| state.origins.allows(o, host));
+        if !allowed {
+            return Err(ApiError::OriginNotAllowed.into());
+        }
+    }
     if ws::handshake(&req).is_err() {
         return Err(ApiError::WebSocketRequired.into());
     }

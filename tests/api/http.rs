@@ -1,6 +1,8 @@
 use matchd_protocol::codec::Encoding;
 
-use crate::support::spawn_app;
+use matchd_actors::Catalog;
+
+use crate::support::{spawn_app, spawn_app_with};
 
 #[actix_rt::test]
 async fn sessions_matches_and_errors_over_http() {
@@ -162,4 +164,102 @@ async fn a_session_tells_where_its_player_sits() {
     assert_eq!(body["match"], serde_json::Value::Null, "{body}");
     let (status, _) = app.get_json("/v1/sessions/current?token=forged").await;
     assert_eq!(status, 401);
+}
+
+/// Browsers send `Origin` on WebSocket upgrades and no preflight: a page of
+/// another site is refused, the node's own pages and the listed origins
+/// are not, clients without `Origin` are not affected. CORS answers the
+/// HTTP API's preflights for the listed origins only.
+#[actix_rt::test]
+async fn origins_are_checked_on_upgrades_and_cors_follows_the_same_list() {
+    let app = spawn_app_with(
+        |c| {
+            c.allowed_origins =
+                matchd::origins::AllowedOrigins::parse("https://play.example").expect("parses")
+        },
+        Catalog::builtin(),
+    );
+    let token = app.new_session().await.token;
+    let host = app.url("").trim_start_matches("http://").to_string();
+    let upgrade = |origin: Option<String>| {
+        let mut req = app.client().ws(app.url(&format!("/v1/ws?token={token}")));
+        if let Some(o) = origin {
+            req = req.origin(o);
+        }
+        async move {
+            match req.connect().await {
+                Ok((res, _)) => res.status().as_u16(),
+                Err(awc::error::WsClientError::InvalidResponseStatus(s)) => s.as_u16(),
+                Err(e) => panic!("upgrade failed: {e}"),
+            }
+        }
+    };
+    assert_eq!(upgrade(None).await, 101, "no Origin: not a browser");
+    assert_eq!(
+        upgrade(Some(format!("http://{host}"))).await,
+        101,
+        "own page"
+    );
+    assert_eq!(upgrade(Some("https://play.example".into())).await, 101);
+    assert_eq!(upgrade(Some("https://evil.example".into())).await, 403);
+    let (status, body) = {
+        let mut res = app
+            .client()
+            .get(app.url(&format!("/v1/ws?token={token}")))
+            .insert_header(("Origin", "https://evil.example"))
+            .send()
+            .await
+            .expect("GET");
+        let body = res.body().await.expect("body");
+        (
+            res.status().as_u16(),
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+        )
+    };
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("origin_not_allowed"))
+    );
+
+    let preflight = |origin: &'static str| {
+        let req = app
+            .client()
+            .request(awc::http::Method::OPTIONS, app.url("/v1/sessions"))
+            .insert_header(("Origin", origin))
+            .insert_header(("Access-Control-Request-Method", "POST"))
+            .insert_header(("Access-Control-Request-Headers", "content-type"));
+        async move {
+            let res = req.send().await.expect("OPTIONS");
+            let allow = res
+                .headers()
+                .get("access-control-allow-origin")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            (res.status().is_success(), allow)
+        }
+    };
+    assert_eq!(
+        preflight("https://play.example").await,
+        (true, Some("https://play.example".to_string()))
+    );
+    let (_, allow) = preflight("https://evil.example").await;
+    assert_eq!(allow, None, "no CORS grant for an unlisted origin");
+
+    let res = app
+        .client()
+        .get(app.url("/health"))
+        .send()
+        .await
+        .expect("GET");
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        assert_eq!(
+            res.headers().get(name).and_then(|v| v.to_str().ok()),
+            Some(value),
+            "{name}"
+        );
+    }
 }
