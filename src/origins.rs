@@ -60,7 +60,7 @@ impl AllowedOrigins {
         match self {
             Self::Any => true,
             Self::SameOriginAnd => same,
-            Self::List(list) => same || list.iter().any(|o| *o == origin),
+            Self::List(list) => same || list.contains(&origin),
         }
     }
 }

@@ -19,9 +19,17 @@ const $ = (id) => document.getElementById(id);
 // so that a test (or you, from the console) can cut them.
 const NativeWebSocket = globalThis.WebSocket;
 const liveSockets = new Set();
+const counters = { reconnects: 0, redirects: 0, refused: 0 };
+let offline = false;
 class DemoWebSocket extends NativeWebSocket {
   constructor(url, protocols) {
     super(url, protocols);
+    if (offline) {
+      // A simulated network outage: the connection fails before it opens.
+      counters.refused += 1;
+      this.close();
+      return;
+    }
     liveSockets.add(this);
     this.addEventListener("close", () => liveSockets.delete(this));
   }
@@ -72,7 +80,7 @@ const client = new MatchdClient({
   WebSocket: DemoWebSocket,
 });
 
-const counters = { reconnects: 0, redirects: 0 };
+
 const statuses = [];
 
 window.matchdDemo = {
@@ -96,6 +104,13 @@ window.matchdDemo = {
       }
     }
     return n;
+  },
+  /**
+   * Simulates a network outage: while offline, every new socket fails
+   * before it opens (the library backs off and retries).
+   */
+  setOffline(value) {
+    offline = !!value;
   },
   /** Marks a sandbox cell as a click would (for tests and the console). */
   mark: (x, y) => client.act({ kind: "mark", x, y }),
@@ -304,13 +319,17 @@ client.on("status", (change) => {
   logLine(`status ${change.status}${why}${change.attempt ? `, attempt ${change.attempt}` : ""}`, { kind: "status" });
   renderStatus();
 
-  if (change.status === "in_match") ensureState();
-  if (change.status === "connected" && client.matchId == null && ui.view === "match" && !ui.ended) {
-    // The stored match could not be resumed (it ended meanwhile, or the
-    // seat was given up): back to the lobby.
-    showMessage("The match could not be resumed.", "error");
-    toLobby();
-  }
+  // The library emits `joined`/`ended` right after the status they cause:
+  // look at the outcome once those listeners have run.
+  Promise.resolve().then(() => {
+    if (change.status === "in_match") ensureState();
+    if (change.status === "connected" && client.matchId == null && ui.view === "match" && !ui.ended) {
+      // The match is gone from under us (it could not be resumed, or it
+      // stopped without a result): back to the lobby.
+      toLobby();
+      showMessage(`The match is gone${change.reason ? ` (${change.reason})` : ""}.`, "error");
+    }
+  });
   if (change.status === "closed") {
     if (change.reason === "replaced") showMessage("Another connection of this player took the seat.", "error");
     else if (change.reason === "kicked") showMessage("An operator removed this player.", "error");
@@ -376,7 +395,6 @@ client.on("ended", (ended) => {
   ui.ended = ended;
   if (ui.state && ui.state.kind === "tactics") {
     ui.state.phase = "ended";
-    if (ended.result.scores.length === 2) ui.state.bases = ended.result.scores.map(Number);
   }
   clearSelection();
   logLine(`ended: ${ended.result.reason}${ended.result.winner != null ? `, seat ${ended.result.winner} wins` : ""}`, {
@@ -646,13 +664,15 @@ function renderTactics(model) {
   const enemyBits = [];
   if (!themSeat) enemyBits.push("not here yet");
   else {
-    enemyBits.push(`player ${themSeat.player_id}`);
+    enemyBits.push(`seat ${them}`);
     if (!themSeat.connected) enemyBits.push("disconnected");
     enemyBits.push(`${model.opponentHand} cards`);
-    if (model.phase === "deploy") enemyBits.push(model.ready[them] ? "ready" : "deploying");
+    if (model.phase === "deploy" && model.ready[them]) enemyBits.push("ready");
   }
   $("enemy-info").textContent = `· ${enemyBits.join(" · ")}`;
-  $("my-info").textContent = `· seat ${me} · ${model.hand.length} cards`;
+  const myBits = [`seat ${me}`, `${model.hand.length} cards`];
+  if (model.phase === "deploy" && model.ready[me]) myBits.push("ready");
+  $("my-info").textContent = `· ${myBits.join(" · ")}`;
 
   // units on both sides
   const at = new Map();
