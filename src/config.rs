@@ -47,6 +47,8 @@ pub struct Config {
     pub read_database_url: Option<Secret>,
     /// Key of the `/admin/*` endpoints; `None` turns them off.
     pub admin_key: Option<Secret>,
+    /// How long a client may take to send a request body it started.
+    pub body_timeout_ms: u64,
     /// Web pages that may open WebSockets and call the HTTP API from a
     /// browser (`MATCHD_ALLOWED_ORIGINS`).
     pub allowed_origins: crate::origins::AllowedOrigins,
@@ -293,6 +295,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "WebSocket URL this node advertises in `GET /v1/nodes`, `GET /v1/matches/{id}` and `redirect` frames",
     },
     Setting {
+        var: "MATCHD_BODY_TIMEOUT_MS",
+        default: "5000",
+        help: "a request body must arrive within this long (408 `body_timeout`); admin bodies are read only after the key was checked",
+    },
+    Setting {
         var: "MATCHD_ALLOWED_ORIGINS",
         default: "(unset: same origin only)",
         help: "web pages that may use this node from a browser: `*`, or a comma-separated list of `https://host[:port]`; pages the node serves itself are always allowed; a WebSocket upgrade from another origin gets 403 `origin_not_allowed`, and CORS answers the HTTP API's preflights for the listed ones",
@@ -447,6 +454,7 @@ impl Config {
             persist,
             read_database_url,
             admin_key: get("MATCHD_ADMIN_KEY").map(Secret),
+            body_timeout_ms: num("MATCHD_BODY_TIMEOUT_MS", 5_000)?,
             allowed_origins: {
                 let raw = get("MATCHD_ALLOWED_ORIGINS").unwrap_or_default();
                 crate::origins::AllowedOrigins::parse(&raw).map_err(|_| ConfigError::Invalid {
@@ -494,6 +502,7 @@ impl Config {
             ("MATCHD_WRITER_BATCH_ROWS", self.persist.batch_rows),
             ("MATCHD_WRITER_BUFFER_ROWS", self.persist.buffer_rows),
             ("MATCHD_WRITER_MAILBOX", self.persist.mailbox),
+            ("MATCHD_BODY_TIMEOUT_MS", self.body_timeout_ms as usize),
             ("MATCHD_HISTORY_BACKLOG", e.history_backlog),
             ("MATCHD_WRITER_RETRIES", self.persist.retries as usize),
             ("MATCHD_WRITER_BACKOFF_MS", self.persist.backoff_ms as usize),

@@ -96,6 +96,7 @@ impl Application {
             redis: redis.clone(),
             redis_keys: Keys::new(&config.redis_prefix),
             origins: config.allowed_origins.clone(),
+            body_timeout: Duration::from_millis(config.body_timeout_ms),
         });
         if let Some(url) = &config.redis_url {
             let subscriber = redis_subscriber(&url.0).map_err(std::io::Error::other)?;

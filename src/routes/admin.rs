@@ -6,7 +6,7 @@ use matchd_actors::cluster::control::{self, ControlMsg};
 use matchd_actors::cluster::nodes::AffinityError;
 use serde::Deserialize;
 
-use super::{parse_match_id, ApiError, AppState};
+use super::{parse_match_id, read_body, ApiError, AppState};
 
 /// The `/admin/*` guard: `Authorization: Bearer <MATCHD_ADMIN_KEY>`.
 pub(super) fn check_admin(state: &AppState, req: &actix_web::HttpRequest) -> Result<(), ApiError> {
@@ -30,7 +30,10 @@ pub(super) async fn control(state: &AppState, msg: ControlMsg) -> Result<HttpRes
         Some(client) => {
             let nodes = control::publish(client, &state.redis_keys, &msg)
                 .await
-                .map_err(|e| ApiError::Redis(AffinityError::Redis(e.to_string())))?;
+                .map_err(|e| {
+                    log::warn!("control message not published: {e}");
+                    ApiError::Redis(AffinityError::Redis(e.to_string()))
+                })?;
             Ok(HttpResponse::Accepted().json(serde_json::json!({
                 "kind": msg.kind(),
                 "published": true,
@@ -48,9 +51,19 @@ pub(super) async fn control(state: &AppState, msg: ControlMsg) -> Result<HttpRes
     }
 }
 
-/// An admin request's JSON body, read after the key was checked.
-pub(super) fn admin_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::InvalidBody(e.to_string()))
+/// Largest admin request body: the key is checked before any of it is read.
+const ADMIN_BODY_LIMIT: usize = 8 * 1024;
+/// Longest kick reason; a longer one is refused, not cut.
+const MAX_KICK_REASON: usize = 256;
+
+/// An admin request's JSON body, read (bounded in size and time) only after
+/// the key was checked.
+async fn admin_body<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    payload: web::Payload,
+) -> Result<T, ApiError> {
+    let body = read_body(state, payload, ADMIN_BODY_LIMIT).await?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -63,10 +76,18 @@ pub struct KickBody {
 pub(super) async fn admin_kick(
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     check_admin(&state, &req)?;
-    let KickBody { player_id, reason } = admin_body(&body)?;
+    let KickBody { player_id, reason } = admin_body(&state, body).await?;
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.is_empty() || r.len() > MAX_KICK_REASON)
+    {
+        return Err(ApiError::InvalidBody(format!(
+            "reason must be 1 to {MAX_KICK_REASON} bytes"
+        )));
+    }
     control(&state, ControlMsg::Kick { player_id, reason }).await
 }
 
@@ -78,10 +99,10 @@ pub struct BroadcastBody {
 pub(super) async fn admin_broadcast(
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     check_admin(&state, &req)?;
-    let message = admin_body::<BroadcastBody>(&body)?.message;
+    let message = admin_body::<BroadcastBody>(&state, body).await?.message;
     if message.is_empty() || message.len() > control::MAX_NOTICE_BYTES {
         return Err(ApiError::InvalidBody(format!(
             "message must be 1 to {} bytes",
@@ -101,13 +122,18 @@ pub(super) async fn admin_end_match(
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     check_admin(&state, &req)?;
     let match_id = parse_match_id(path.into_inner())?;
+    let body = read_body(&state, body, ADMIN_BODY_LIMIT).await?;
     let reason = match body.is_empty() {
         true => None,
-        false => admin_body::<EndBody>(&body)?.reason,
+        false => {
+            serde_json::from_slice::<EndBody>(&body)
+                .map_err(|e| ApiError::InvalidBody(e.to_string()))?
+                .reason
+        }
     };
     if reason
         .as_ref()

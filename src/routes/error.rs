@@ -38,11 +38,16 @@ pub enum ApiError {
     WebSocketRequired,
     #[error("this page's origin may not use this node (MATCHD_ALLOWED_ORIGINS)")]
     OriginNotAllowed,
+    #[error("the request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     #[error("session limit reached")]
     TooManySessions,
     #[error("{0}")]
     Engine(#[from] EngineError),
-    #[error("{0}")]
+    /// Redis failed; the detail is logged, never sent to clients.
+    #[error("redis is unreachable; try again shortly")]
     Redis(#[from] AffinityError),
     #[error("admin endpoints are off: set MATCHD_ADMIN_KEY")]
     AdminDisabled,
@@ -70,6 +75,8 @@ impl ApiError {
             ApiError::InvalidProtocol(_) => "invalid_protocol",
             ApiError::WebSocketRequired => "websocket_required",
             ApiError::OriginNotAllowed => "origin_not_allowed",
+            ApiError::BodyTooLarge(_) => "body_too_large",
+            ApiError::BodyTimeout => "body_timeout",
             ApiError::TooManySessions => "too_many_sessions",
             ApiError::Engine(e) => e.code(),
             ApiError::Redis(e) => e.code(),
@@ -102,6 +109,7 @@ impl From<StoreError> for ApiError {
 
 impl From<ReplicaError> for ApiError {
     fn from(e: ReplicaError) -> Self {
+        log::warn!("HTTP API: redis error: {e}");
         ApiError::Redis(AffinityError::Redis(e.to_string()))
     }
 }
@@ -125,6 +133,8 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized | ApiError::BadAdminKey => StatusCode::UNAUTHORIZED,
             ApiError::AdminDisabled | ApiError::OriginNotAllowed => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManySessions
             | ApiError::Redis(_)
             | ApiError::Engine(_)

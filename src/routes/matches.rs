@@ -9,7 +9,10 @@ use matchd_actors::node::MatchEntry;
 use matchd_actors::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::{parse_match_id, ApiError, AppState, Reads};
+use super::{parse_match_id, read_body, ApiError, AppState, Reads};
+
+/// Largest `POST /v1/matches` body.
+const CREATE_BODY_LIMIT: usize = 4 * 1024;
 
 #[derive(Deserialize)]
 pub struct CreateMatchBody {
@@ -26,8 +29,11 @@ pub struct MatchCreated {
 
 pub(super) async fn create_match(
     state: web::Data<AppState>,
-    body: web::Json<CreateMatchBody>,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&state, body, CREATE_BODY_LIMIT).await?;
+    let body: CreateMatchBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
     let entry = state
         .engine
         .create_match(&body.ruleset, body.max_seats)

@@ -16,6 +16,7 @@ use std::time::Instant;
 use actix::Addr;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use matchd_actors::cluster::keys::Keys;
 use matchd_actors::cluster::nodes::Affinity;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub redis_keys: Keys,
     /// Web pages that may use this node from a browser.
     pub origins: crate::origins::AllowedOrigins,
+    /// How long a client may take to send a request body it started.
+    pub body_timeout: std::time::Duration,
 }
 
 /// The read pool of one HTTP worker (`DATABASE_READ_URL`, else
@@ -198,6 +201,24 @@ pub(crate) fn query_num(
     }
 }
 
+/// Reads a request body of at most `limit` bytes within
+/// `MATCHD_BODY_TIMEOUT_MS`: a body trickled in slowly is refused (408
+/// `body_timeout`), a larger one too (413 `body_too_large`), without
+/// buffering more than `limit`.
+pub(crate) async fn read_body(
+    state: &AppState,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<actix_web::web::Bytes, ApiError> {
+    let read = payload.to_bytes_limited(limit);
+    match actix_web::rt::time::timeout(state.body_timeout, read).await {
+        Err(_) => Err(ApiError::BodyTimeout),
+        Ok(Err(_)) => Err(ApiError::BodyTooLarge(limit)),
+        Ok(Ok(Err(e))) => Err(ApiError::InvalidBody(e.to_string())),
+        Ok(Ok(Ok(body))) => Ok(body),
+    }
+}
+
 /// CORS for the HTTP API from `MATCHD_ALLOWED_ORIGINS`: preflights of the
 /// allowed origins are answered, other origins get no CORS headers (and
 /// actix-cors refuses their requests). `/v1/ws` is left to its handler,
@@ -233,7 +254,17 @@ pub async fn observe<B: MessageBody>(
     next: actix_web::middleware::Next<B>,
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().to_string();
+    // A fixed set: made-up methods must not each become a series.
+    let method: &'static str = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    };
     let res = next.call(req).await?;
     let route = res
         .request()

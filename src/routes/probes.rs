@@ -67,7 +67,8 @@ pub(super) async fn nodes(state: web::Data<AppState>) -> Result<HttpResponse, Ap
         .send(GetNodes)
         .timeout(std::time::Duration::from_secs(2))
         .await
-        .map_err(|e| ApiError::Redis(AffinityError::Redis(e.to_string())))??;
+        .map_err(|e| ApiError::Redis(AffinityError::Redis(e.to_string())))?
+        .inspect_err(|e| log::warn!("node list: {e}"))?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "redis": true, "nodes": nodes })))
 }
 

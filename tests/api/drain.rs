@@ -213,3 +213,129 @@ async fn clients_left_at_the_drain_deadline_hear_node_stopping_and_1001() {
     })
     .await;
 }
+
+/// Writes a request whose body never completes (`declared` bytes promised,
+/// `sent` given) and returns the status line and body of the answer.
+fn stalled_request(base: &str, head: &str, declared: usize, sent: usize) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let request = format!(
+        "{head}\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n{}",
+        "{".repeat(sent)
+    );
+    tcp.write_all(request.as_bytes()).expect("write");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the server has answered (it keeps the connection open).
+    while !String::from_utf8_lossy(&answer).contains("\"error\"") {
+        match tcp.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no answer: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// The admin key is checked before any of the body is read; bodies are
+/// bounded in size and in time; operator text and made-up methods never
+/// become metric label values.
+#[actix_rt::test]
+async fn admin_bodies_are_read_after_the_key_bounded_and_timed_out() {
+    let app = spawn_app_with(
+        |c| {
+            c.admin_key = Some(Secret("k3y".into()));
+            c.body_timeout_ms = 300;
+        },
+        Catalog::builtin(),
+    );
+    let base = app.url("");
+    // A wrong key is refused while the promised body never arrives.
+    let (status, text) = actix_web::rt::task::spawn_blocking(move || {
+        stalled_request(
+            &base,
+            "POST /admin/kick HTTP/1.1\r\nAuthorization: Bearer nope",
+            1_000_000,
+            10,
+        )
+    })
+    .await
+    .expect("joined");
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("bad_admin_key"), "{text}");
+    // The right key, a body that stalls: 408 once the timeout passed.
+    let base = app.url("");
+    let (status, text) = actix_web::rt::task::spawn_blocking(move || {
+        stalled_request(
+            &base,
+            "POST /admin/kick HTTP/1.1\r\nAuthorization: Bearer k3y",
+            100,
+            10,
+        )
+    })
+    .await
+    .expect("joined");
+    assert_eq!(status, 408, "{text}");
+    assert!(text.contains("body_timeout"), "{text}");
+
+    // Too large, or a reason too long: refused.
+    let big = format!(r#"{{"message":"{}"}}"#, "x".repeat(9000));
+    let (status, res) = admin(&app, "/admin/broadcast", &big).await;
+    assert_eq!(
+        (status, res["error"]["code"].as_str()),
+        (413, Some("body_too_large"))
+    );
+    let long = format!(r#"{{"player_id":1,"reason":"{}"}}"#, "r".repeat(300));
+    let (status, res) = admin(&app, "/admin/kick", &long).await;
+    assert_eq!(
+        (status, res["error"]["code"].as_str()),
+        (400, Some("invalid_body"))
+    );
+
+    // An operator's reason reaches the players, not the metric labels.
+    let id = app.create_match("sandbox").await;
+    let mut a = app.player(Encoding::Json).await;
+    assert!(matches!(a.join(id).await, ServerMsg::Joined { .. }));
+    let (status, _) = admin(
+        &app,
+        &format!("/admin/matches/{id}/end"),
+        r#"{"reason":"free-text-7"}"#,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let result = a.recv_until(crate::support::ended_result).await;
+    assert_eq!(result.reason, "free-text-7");
+    let res = app
+        .client()
+        .request(
+            awc::http::Method::from_bytes(b"BREW").expect("method"),
+            app.url("/health"),
+        )
+        .send()
+        .await
+        .expect("BREW");
+    assert!(res.status().is_client_error() || res.status().is_success());
+    let metrics = eventually("the match end to be counted", WAIT, || async {
+        let m = app.metrics().await;
+        m.contains("reason=\"operator\"").then_some(m)
+    })
+    .await;
+    assert!(
+        !metrics.contains("free-text-7"),
+        "operator text became a label"
+    );
+    assert!(!metrics.contains("BREW"), "a made-up method became a label");
+    assert!(
+        metrics.contains("method=\"other\""),
+        "made-up methods count as other"
+    );
+}

@@ -49,7 +49,8 @@ pub enum LocateError {
     Redis(String),
     #[error("{0}")]
     Engine(#[from] EngineError),
-    #[error("the match's copy in redis cannot be rebuilt: {0}")]
+    /// The detail is logged where it is found, never sent to clients.
+    #[error("the match's copy in redis cannot be rebuilt")]
     Corrupt(String),
 }
 
@@ -69,7 +70,10 @@ impl LocateError {
 impl From<ReplicaError> for LocateError {
     fn from(e: ReplicaError) -> Self {
         match e {
-            ReplicaError::Corrupt(m) => LocateError::Corrupt(m),
+            ReplicaError::Corrupt(m) => {
+                log::error!("a match's copy in redis is unreadable: {m}");
+                LocateError::Corrupt(m)
+            }
             other => LocateError::Redis(other.to_string()),
         }
     }

@@ -13,7 +13,7 @@ use super::messages::{
     Act, Ask, Disconnected, EndMatch, Handover, Join, JoinAck, JoinError, Leave, ToConn,
 };
 use super::rebuild::add_participant;
-use super::{Cause, MatchSession, Member};
+use super::{Cause, Ending, MatchSession, Member};
 use crate::cluster::replica::Input;
 use crate::metrics as m;
 use crate::rules::Rejection;
@@ -298,7 +298,7 @@ impl Handler<EndMatch> for MatchSession {
                 reason: msg.reason,
                 scores: Vec::new(),
             },
-            None,
+            Ending::Operator,
         );
         self.commit(ctx);
     }

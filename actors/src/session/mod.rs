@@ -61,6 +61,15 @@ struct Cause {
     client_seq: u64,
 }
 
+/// Who ended a match: its rules (maybe through an action), the engine
+/// (`abandoned`, `internal_error`), or an operator (free text).
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    Rules(Option<Cause>),
+    Engine,
+    Operator,
+}
+
 /// A frame or control message that replication may hold back until its
 /// batch is in Redis.
 enum Outgoing {
@@ -300,7 +309,7 @@ impl MatchSession {
                         reason: "internal_error".into(),
                         scores: Vec::new(),
                     },
-                    None,
+                    Ending::Engine,
                 );
                 None
             }
@@ -312,7 +321,7 @@ impl MatchSession {
     fn apply_outcome(&mut self, ctx: &mut Context<Self>, cause: Option<Cause>, outcome: Outcome) {
         self.broadcast(cause, outcome.events);
         if let Some(result) = outcome.ended {
-            self.finish(ctx, result, cause);
+            self.finish(ctx, result, Ending::Rules(cause));
             return;
         }
         self.sync_ticker(ctx);
@@ -396,7 +405,11 @@ impl MatchSession {
     }
 
     /// Ends the match: one `ended` frame to every member, then stop.
-    fn finish(&mut self, ctx: &mut Context<Self>, result: MatchResult, cause: Option<Cause>) {
+    fn finish(&mut self, ctx: &mut Context<Self>, result: MatchResult, how: Ending) {
+        let cause = match how {
+            Ending::Rules(cause) => cause,
+            Ending::Engine | Ending::Operator => None,
+        };
         if self.ended {
             return;
         }
@@ -426,7 +439,12 @@ impl MatchSession {
             }]);
         }
         log::info!(match_id = self.id, ruleset = self.ruleset.name(), reason = result.reason.as_str(), seq = self.seq; "match ended");
-        metrics::counter!(m::MATCHES_ENDED, "ruleset" => self.ruleset.name(), "reason" => result.reason.clone())
+        // Operator text never becomes a label value (one series per text).
+        let label = match how {
+            Ending::Operator => "operator".to_string(),
+            Ending::Rules(_) | Ending::Engine => result.reason.clone(),
+        };
+        metrics::counter!(m::MATCHES_ENDED, "ruleset" => self.ruleset.name(), "reason" => label)
             .increment(1);
         self.info.joinable.store(false, Ordering::Relaxed);
         match self.repl.as_mut() {
@@ -601,7 +619,7 @@ impl MatchSession {
                         reason: "abandoned".into(),
                         scores: Vec::new(),
                     },
-                    None,
+                    Ending::Engine,
                 );
             }
         }
