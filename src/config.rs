@@ -177,7 +177,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         var: "MATCHD_MAX_SESSIONS",
         default: "1000000",
-        help: "anonymous sessions kept at most",
+        help: "sessions a node keeps in memory at most; when full, a new one evicts the least recently used tenth",
     },
     Setting {
         var: "DATABASE_URL",
@@ -287,7 +287,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         var: "MATCHD_SESSION_TTL_MS",
         default: "86400000",
-        help: "lifetime of a session token in Redis, where every node can resolve it",
+        help: "a session unused this long expires, in memory and in Redis (where every node can resolve it); each use renews it",
     },
     Setting {
         var: "MATCHD_ADVERTISE_URL",
@@ -302,7 +302,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         var: "MATCHD_ALLOWED_ORIGINS",
         default: "(unset: same origin only)",
-        help: "web pages that may use this node from a browser: `*`, or a comma-separated list of `https://host[:port]`; pages the node serves itself are always allowed; a WebSocket upgrade from another origin gets 403 `origin_not_allowed`, and CORS answers the HTTP API's preflights for the listed ones",
+        help: "web pages that may use this node from a browser: `*`, or a comma-separated list of `https://host[:port]` (list the game's page here); pages served by this node or by another live node of the cluster are always allowed; a WebSocket upgrade from another origin gets 403 `origin_not_allowed`, and CORS answers the HTTP API's preflights for the allowed ones",
     },
     Setting {
         var: "MATCHD_ADMIN_KEY",

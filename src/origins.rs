@@ -3,9 +3,13 @@
 //! `Origin` there but no CORS preflight, so the server must check it
 //! itself) and, through CORS, to the HTTP API.
 //!
-//! The default allows only pages the node serves itself (the demo): an
-//! `Origin` whose host and port are the request's `Host`. Requests without
-//! `Origin` (game clients outside a browser, curl) are not affected.
+//! The default allows only pages the cluster serves itself (the demo): an
+//! `Origin` whose host and port are the request's `Host`, or those of
+//! another live node of the cluster (a page of node B follows a redirect to
+//! node A). Requests without `Origin` (game clients outside a browser,
+//! curl) are not affected.
+
+use std::sync::{Arc, RwLock};
 
 /// The parsed setting.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -65,6 +69,54 @@ impl AllowedOrigins {
     }
 }
 
+/// The allowlist plus the origins of the cluster's live nodes, which the
+/// node registration refreshes (see `startup.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct OriginPolicy {
+    allowed: AllowedOrigins,
+    peers: Arc<RwLock<Vec<String>>>,
+}
+
+impl OriginPolicy {
+    pub fn new(allowed: AllowedOrigins) -> Self {
+        Self {
+            allowed,
+            peers: Arc::default(),
+        }
+    }
+
+    /// Replaces the peers with the nodes advertised at `urls`
+    /// (`ws://host:port/v1/ws` → `http://host:port`, `wss` → `https`).
+    pub fn set_peers<'a>(&self, urls: impl IntoIterator<Item = &'a str>) {
+        let origins = urls
+            .into_iter()
+            .filter_map(|url| {
+                let lower = url.to_ascii_lowercase();
+                let (scheme, rest) = if let Some(r) = lower.strip_prefix("wss://") {
+                    ("https", r)
+                } else {
+                    ("http", lower.strip_prefix("ws://")?)
+                };
+                let authority = rest.split('/').next().filter(|a| !a.is_empty())?;
+                Some(format!("{scheme}://{authority}"))
+            })
+            .collect();
+        if let Ok(mut peers) = self.peers.write() {
+            *peers = origins;
+        }
+    }
+
+    pub fn allows(&self, origin: &str, host: Option<&str>) -> bool {
+        if self.allowed.allows(origin, host) {
+            return true;
+        }
+        let origin = origin.trim().to_ascii_lowercase();
+        self.peers
+            .read()
+            .is_ok_and(|peers| peers.contains(&origin))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +149,21 @@ mod tests {
         ] {
             assert!(AllowedOrigins::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn pages_of_the_other_live_nodes_are_allowed() {
+        let policy = OriginPolicy::new(AllowedOrigins::default());
+        assert!(!policy.allows("http://10.0.0.2:8080", Some("10.0.0.1:8080")));
+        policy.set_peers(["ws://10.0.0.2:8080/v1/ws", "wss://B.example/v1/ws", "junk"]);
+        assert!(policy.allows("http://10.0.0.2:8080", Some("10.0.0.1:8080")));
+        assert!(policy.allows("https://b.example", Some("a.example")));
+        assert!(
+            !policy.allows("http://b.example", Some("a.example")),
+            "scheme counts"
+        );
+        assert!(!policy.allows("https://evil.example", Some("a.example")));
+        policy.set_peers([]);
+        assert!(!policy.allows("http://10.0.0.2:8080", Some("10.0.0.1:8080")));
     }
 }

@@ -18,6 +18,7 @@ use matchd_actors::history::writer::{PersistenceWriter, SpillWriter};
 use matchd_actors::{Catalog, Engine};
 
 use crate::config::Config;
+use crate::origins::OriginPolicy;
 use crate::routes::{self, AppState, Reads};
 use crate::sessions::Sessions;
 use crate::telemetry;
@@ -79,11 +80,34 @@ impl Application {
                 Some(Affinity::start(cfg, client.clone(), load).map_err(std::io::Error::other)?)
             }
         };
-        let sessions = Sessions::new(config.max_sessions).with_redis(
-            redis.clone(),
-            Keys::new(&config.redis_prefix),
-            config.session_ttl_ms,
-        );
+        let sessions = Sessions::new(
+            config.max_sessions,
+            Duration::from_millis(config.session_ttl_ms),
+        )
+        .with_redis(redis.clone(), Keys::new(&config.redis_prefix));
+        // Idle sessions leave memory even when nobody creates new ones.
+        let swept = sessions.clone();
+        actix_web::rt::spawn(async move {
+            let mut every = actix_web::rt::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                swept.sweep();
+            }
+        });
+        let origins = OriginPolicy::new(config.allowed_origins.clone());
+        if let Some((affinity, _)) = &affinity {
+            // Pages of the other live nodes may follow redirects here.
+            let (affinity, origins) = (affinity.clone(), origins.clone());
+            actix_web::rt::spawn(async move {
+                let mut every = actix_web::rt::time::interval(Duration::from_secs(2));
+                loop {
+                    every.tick().await;
+                    if let Ok(Ok(nodes)) = affinity.send(GetNodes).await {
+                        origins.set_peers(nodes.iter().map(|n| n.url.as_str()));
+                    }
+                }
+            });
+        }
         let state = web::Data::new(AppState {
             engine: engine.clone(),
             sessions,
@@ -95,14 +119,14 @@ impl Application {
             advertise_url: config.advertise_url.clone(),
             redis: redis.clone(),
             redis_keys: Keys::new(&config.redis_prefix),
-            origins: config.allowed_origins.clone(),
+            origins: origins.clone(),
             body_timeout: Duration::from_millis(config.body_timeout_ms),
         });
         if let Some(url) = &config.redis_url {
             let subscriber = redis_subscriber(&url.0).map_err(std::io::Error::other)?;
-            let target = engine.clone();
+            let (target, sessions) = (engine.clone(), state.sessions.clone());
             control::listen(subscriber, Keys::new(&config.redis_prefix), move |msg| {
-                target.apply_control(msg);
+                routes::apply_control(&target, &sessions, msg);
             });
         }
         let read_cfg = config

@@ -8,7 +8,16 @@ pub fn random_id() -> u64 {
     (random_u64() & ((1 << 53) - 1)).max(1)
 }
 
-/// 64 random bits from the operating system.
+/// 64 random bits from the operating system, or `None` if it fails: for
+/// secrets (session tokens), which must fail closed.
+pub fn try_random_u64() -> Option<u64> {
+    let mut buf = [0u8; 8];
+    getrandom::fill(&mut buf).ok()?;
+    Some(u64::from_le_bytes(buf))
+}
+
+/// 64 random bits from the operating system, for ids, seeds and jitter
+/// (never for secrets: see [`try_random_u64`]).
 pub fn random_u64() -> u64 {
     let mut buf = [0u8; 8];
     if getrandom::fill(&mut buf).is_err() {

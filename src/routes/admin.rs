@@ -41,7 +41,7 @@ pub(super) async fn control(state: &AppState, msg: ControlMsg) -> Result<HttpRes
             })))
         }
         None => {
-            let reached = state.engine.apply_control(&msg);
+            let reached = apply_control(&state.engine, &state.sessions, &msg);
             Ok(HttpResponse::Accepted().json(serde_json::json!({
                 "kind": msg.kind(),
                 "published": false,
@@ -165,4 +165,18 @@ pub(super) async fn admin_drain(
 /// tell how much of a guessed key was right.
 pub(super) fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Applies an operator control message on this node: the engine's part
+/// (connections, matches), and a kick also revokes the player's sessions
+/// held in this node's memory. Returns how many targets it reached.
+pub fn apply_control(
+    engine: &matchd_actors::Engine,
+    sessions: &crate::sessions::Sessions,
+    msg: &ControlMsg,
+) -> usize {
+    if let ControlMsg::Kick { player_id, .. } = msg {
+        sessions.revoke_player(*player_id);
+    }
+    engine.apply_control(msg)
 }

@@ -42,8 +42,8 @@ pub enum ApiError {
     BodyTooLarge(usize),
     #[error("the request body did not arrive in time")]
     BodyTimeout,
-    #[error("session limit reached")]
-    TooManySessions,
+    #[error("no secure random source; try again later")]
+    NoEntropy,
     #[error("{0}")]
     Engine(#[from] EngineError),
     /// Redis failed; the detail is logged, never sent to clients.
@@ -77,7 +77,7 @@ impl ApiError {
             ApiError::OriginNotAllowed => "origin_not_allowed",
             ApiError::BodyTooLarge(_) => "body_too_large",
             ApiError::BodyTimeout => "body_timeout",
-            ApiError::TooManySessions => "too_many_sessions",
+            ApiError::NoEntropy => "entropy_unavailable",
             ApiError::Engine(e) => e.code(),
             ApiError::Redis(e) => e.code(),
             ApiError::AdminDisabled => "admin_disabled",
@@ -135,7 +135,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::TooManySessions
+            ApiError::NoEntropy
             | ApiError::Redis(_)
             | ApiError::Engine(_)
             | ApiError::DatabaseNotConfigured

@@ -28,6 +28,7 @@ use matchd_protocol::PlayerId;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::sessions::Sessions;
+pub use admin::apply_control;
 use admin::{admin_broadcast, admin_drain, admin_end_match, admin_kick};
 pub use error::ApiError;
 use history::{leaderboard, match_events, player_stats};
@@ -57,7 +58,7 @@ pub struct AppState {
     /// The names of the node's Redis keys and channels.
     pub redis_keys: Keys,
     /// Web pages that may use this node from a browser.
-    pub origins: crate::origins::AllowedOrigins,
+    pub origins: crate::origins::OriginPolicy,
     /// How long a client may take to send a request body it started.
     pub body_timeout: std::time::Duration,
 }
@@ -224,7 +225,7 @@ pub(crate) async fn read_body(
 /// actix-cors refuses their requests). `/v1/ws` is left to its handler,
 /// which answers a refused origin with 403 `origin_not_allowed` (browsers
 /// send no preflight for WebSockets).
-pub fn cors(origins: crate::origins::AllowedOrigins) -> actix_cors::Cors {
+pub fn cors(origins: crate::origins::OriginPolicy) -> actix_cors::Cors {
     use actix_web::http::{header, Method};
     actix_cors::Cors::default()
         .allowed_origin_fn(move |origin, head| {

@@ -15,11 +15,10 @@ pub struct SessionCreated {
 }
 
 pub(super) async fn create_session(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let s = state
-        .sessions
-        .create_shared()
-        .await
-        .ok_or(ApiError::TooManySessions)?;
+    let s = state.sessions.create_shared().await.map_err(|e| {
+        log::error!("no session made: {e}");
+        ApiError::NoEntropy
+    })?;
     Ok(HttpResponse::Created().json(SessionCreated {
         token: s.token,
         player_id: s.player_id,
