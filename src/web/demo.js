@@ -333,6 +333,7 @@ client.on("status", (change) => {
   if (change.status === "closed") {
     if (change.reason === "replaced") showMessage("Another connection of this player took the seat.", "error");
     else if (change.reason === "kicked") showMessage("An operator removed this player.", "error");
+    else if (change.reason === "gave_up") showMessage("The connection is lost for good: reload the page to try again.", "error");
   }
 });
 
@@ -618,7 +619,7 @@ function unitHtml(u) {
   return `<span class="unit unit-${u.unit}" data-unit-id="${u.unit_id}">` +
     `<span class="glyph">${info.letter}</span>` +
     `<span class="uname">${u.unit}</span>` +
-    `<span class="uhp"><i style="width:${pct}%"></i></span>` +
+    `<span class="uhp" data-pct="${pct}"><i></i></span>` +
     `<span class="uhpn">${u.hp}</span></span>`;
 }
 
@@ -685,6 +686,9 @@ function renderTactics(model) {
       if (cell.dataset.html !== html) {
         cell.innerHTML = html;
         cell.dataset.html = html;
+        // Set from script, not as a style attribute: fine under a strict CSP.
+        const bar = cell.querySelector(".uhp");
+        if (bar) bar.firstElementChild.style.width = `${bar.dataset.pct}%`;
       }
       cell.dataset.unit = u ? u.unit : "";
       cell.classList.toggle("occupied", !!u);
