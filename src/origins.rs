@@ -111,9 +111,7 @@ impl OriginPolicy {
             return true;
         }
         let origin = origin.trim().to_ascii_lowercase();
-        self.peers
-            .read()
-            .is_ok_and(|peers| peers.contains(&origin))
+        self.peers.read().is_ok_and(|peers| peers.contains(&origin))
     }
 }
 
