@@ -377,10 +377,18 @@ class Fields {
     }
   }
 
+  /**
+   * A frame that ends exactly where a protocol version's appended fields
+   * begin is that older version's layout: those fields (and any later
+   * ones) are absent. A frame that ends inside such a group is malformed.
+   */
   decInto(r, out) {
-    for (const f of this.list) {
-      out[f.name] = f.since && r.left() === 0 ? (f.absent ?? null) : f.type.dec(r);
-    }
+    let older = false;
+    this.list.forEach((f, i) => {
+      const startsVersion = f.since && f.since !== (i > 0 ? this.list[i - 1].since : undefined);
+      if (startsVersion && r.left() === 0) older = true;
+      out[f.name] = older ? (f.absent ?? null) : f.type.dec(r);
+    });
     return out;
   }
 
@@ -634,6 +642,9 @@ const isJoinAnswer = (f) =>
   f.type === "joined" || f.type === "redirect" || (f.type === "error" && !SERVER_INITIATED.has(f.code));
 const isResumeAnswer = (f) => f.type === "resumed" || isJoinAnswer(f);
 
+/** Errors after which reconnecting cannot help (the game's own token refused). */
+const FATAL = new WeakSet();
+
 /** A redirect to follow while (re)connecting. */
 class Redirect {
   constructor(url) {
@@ -641,9 +652,9 @@ class Redirect {
   }
 }
 
-/** `ws(s)://host/…/v1/ws` of an `http(s)://host/…` base URL. */
+/** `ws(s)://host/…/v1/ws` of an `http(s)://host/…` base URL (relative to the page in a browser). */
 function wsEndpoint(base) {
-  const u = new URL(base);
+  const u = new URL(base, globalThis.location ? globalThis.location.href : undefined);
   if (u.protocol === "http:") u.protocol = "ws:";
   else if (u.protocol === "https:") u.protocol = "wss:";
   if (!u.pathname.endsWith("/v1/ws")) u.pathname = u.pathname.replace(/\/+$/, "") + "/v1/ws";
@@ -703,10 +714,11 @@ export class MatchdClient {
     this._backoffMax = o.reconnectMaxMs ?? 5000;
     this._giveUpMs = o.reconnectGiveUpMs ?? 60000;
 
-    /** The base URL the game gave (a load balancer in production), without a trailing slash. */
-    this._base = o.url.replace(/\/+$/, "");
-    /** The `/v1/ws` endpoint of the base URL, and of the node the client is on now. */
-    this._wsBase = wsEndpoint(this._base);
+    /** The `/v1/ws` endpoint of the base URL the game gave (a load balancer in production)… */
+    this._wsBase = wsEndpoint(o.url);
+    /** …that base URL as http(s), without a trailing slash… */
+    this._base = httpBase(this._wsBase);
+    /** …and the `/v1/ws` endpoint of the node the client is on now (after redirects). */
     this._wsUrl = this._wsBase;
 
     // Session.
@@ -714,6 +726,7 @@ export class MatchdClient {
     this._token = null;
     this._playerId = null;
     this._sessionOk = false; // the token was checked since the last failed connect
+    this._sessionPending = null; // the check under way (session() and connect() share it)
     this._restored = false; // the stored match was read
 
     // Match.
@@ -741,6 +754,7 @@ export class MatchdClient {
     this._lostAt = null; // when the last good link was lost
     this._userClosed = false;
     this._final = false; // no reconnecting: closed, replaced, kicked, gave up
+    this._finalError = null; // why (what pending and later calls reject with)
 
     // Work. Link operations (connect, join, reconnect) run one at a time.
     this._chain = Promise.resolve();
@@ -789,8 +803,9 @@ export class MatchdClient {
   }
 
   /**
-   * Opens the socket and waits for `welcome`; resumes the stored (or
-   * current) match if there is one. Resolves with the welcome frame.
+   * Opens the socket and waits for `welcome`; resumes the match this client
+   * (or, through `storage`, the page before a reload) was in. Resolves with
+   * the welcome frame once the link is up (and the match resumed).
    */
   connect() {
     if (this._userClosed) return Promise.reject(new MatchdError("closed", "the client was closed"));
@@ -848,17 +863,22 @@ export class MatchdClient {
   /** Async iteration over the `event` stream until close(). */
   events() {
     const queue = [];
-    let wake = null;
+    let wakers = []; // pending next() calls
     let done = false;
+    const wake = () => {
+      const w = wakers;
+      wakers = [];
+      for (const resolve of w) resolve();
+    };
     const off = this.on("event", (e) => {
       queue.push(e);
-      if (wake) wake();
+      wake();
     });
     const finish = () => {
       done = true;
       off();
       this._iterators.delete(finish);
-      if (wake) wake();
+      wake();
     };
     this._iterators.add(finish);
     if (this._userClosed) finish();
@@ -867,10 +887,7 @@ export class MatchdClient {
         return this;
       },
       async next() {
-        while (queue.length === 0 && !done) {
-          await new Promise((resolve) => (wake = resolve));
-          wake = null;
-        }
+        while (queue.length === 0 && !done) await new Promise((resolve) => wakers.push(resolve));
         return queue.length > 0 ? { value: queue.shift(), done: false } : { value: undefined, done: true };
       },
       async return() {
@@ -926,9 +943,19 @@ export class MatchdClient {
     return { status: res.status, ok: res.ok, body };
   }
 
-  /** Makes sure `_token` is valid on the server (checked once per good connection). */
-  async _ensureSession() {
-    if (this._sessionOk) return;
+  /** Makes sure `_token` is valid on the server (checked again after a failed connect). */
+  _ensureSession() {
+    if (this._sessionOk) return Promise.resolve();
+    if (!this._sessionPending) {
+      this._sessionPending = this._checkSession().finally(() => {
+        this._sessionPending = null;
+      });
+    }
+    return this._sessionPending;
+  }
+
+  /** The stored (or given) token if the server knows it, else a new anonymous session. */
+  async _checkSession() {
     const stored = this._load(this._keySession);
     const storedToken = stored && stored.url === this._base ? stored.token : null;
     let token = this._token ?? this._givenToken ?? storedToken;
@@ -943,7 +970,7 @@ export class MatchdClient {
       } else {
         const err = res.body && res.body.error;
         const mErr = new MatchdError(err ? err.code : `http_${res.status}`, err ? err.message : "session check failed");
-        if (res.status === 401) mErr.fatal = true; // the game's own token is refused: retrying cannot help
+        if (res.status === 401) FATAL.add(mErr); // the game's own token is refused: retrying cannot help
         throw mErr;
       }
     }
@@ -967,10 +994,12 @@ export class MatchdClient {
     if (!this._restored) {
       this._restored = true;
       const m = this._load(this._keyMatch);
-      if (this._matchId === null && m && m.token === token && Number.isSafeInteger(m.match_id)) {
+      if (m && (m.token !== token || !Number.isSafeInteger(m.match_id))) {
+        this._store(this._keyMatch, null); // another player's (or unreadable): not ours to resume
+      } else if (m && this._matchId === null) {
         this._matchId = m.match_id;
         this._seat = m.seat ?? null;
-        this._lastSeq = m.last_seq ?? 0;
+        this._lastSeq = Number.isSafeInteger(m.last_seq) ? m.last_seq : 0;
         this._seqFloor = this._lastSeq;
       }
     }
@@ -1044,8 +1073,9 @@ export class MatchdClient {
     return this._ready && this._ws !== null && !this._final;
   }
 
+  /** Throws once the client has stopped for good (checked after every await of a link operation). */
   _checkOpen() {
-    if (this._final) throw new MatchdError(this._userClosed ? "closed" : "gave_up", "the client is closed");
+    if (this._final) throw this._finalError ?? new MatchdError("closed", "the client is closed");
   }
 
   /** A sleep that close() cuts short. */
@@ -1094,9 +1124,13 @@ export class MatchdClient {
       }
       try {
         await this._ensureSession();
+        this._checkOpen();
         this._wsUrl = url;
         const welcome = await this._open(url);
+        this._checkOpen(); // frames that arrived with the welcome may have closed the client
         if (this._matchId !== null) await this._resumeHere();
+        this._checkOpen();
+        if (!this._ws) throw new MatchdError("socket_closed", "the connection closed");
         this._ready = true;
         this._lostAt = null;
         this._attempt = 0;
@@ -1112,7 +1146,7 @@ export class MatchdClient {
           this._setStatus("redirected", "redirect");
           continue; // straight there, no backoff
         }
-        if (e && e.fatal) {
+        if (FATAL.has(e)) {
           this._shutdown(e.code, e);
           throw e;
         }
@@ -1148,7 +1182,7 @@ export class MatchdClient {
     this._draining = null;
     const welcome = this._wait(gen, (f) => f.type === "welcome", this._timeoutMs, "welcome");
     ws.onmessage = (ev) => this._onMessage(gen, ev.data);
-    ws.onclose = (ev) => this._onClose(gen, ev);
+    ws.onclose = () => this._onClose(gen);
     ws.onerror = () => {}; // a close event follows
     return welcome;
   }
@@ -1178,13 +1212,12 @@ export class MatchdClient {
   }
 
   /** The socket closed by itself: reconnect if the link was up (a running operation handles its own failures). */
-  _onClose(gen, ev) {
+  _onClose(gen) {
     if (gen !== this._gen) return;
     const wasReady = this._ready;
     this._dropSocket();
     if (this._final) return;
-    if (wasReady) this._lost(this._closeReason ?? (ev && ev.code === 1008 ? "policy" : "socket_closed"));
-    this._closeReason = null;
+    if (wasReady) this._lost("socket_closed");
   }
 
   /**
@@ -1203,6 +1236,7 @@ export class MatchdClient {
   /** Ends the client's link for good (close(), replaced, kicked, gave up); rejects everything pending. */
   _shutdown(reason, err) {
     this._final = true;
+    this._finalError = err;
     this._dropSocket(1000, reason);
     for (const s of [...this._sleepers]) s.resolve();
     for (const w of [...this._waiters]) {
@@ -1314,16 +1348,22 @@ export class MatchdClient {
     }
     if (!this._isReady()) {
       if (this._status === "idle" || this._status === "closed") this._setStatus("connecting");
-      await this._establish(this._status === "connecting" ? "connect" : "reconnect");
+      const reason = { connecting: "connect", redirected: "redirect" }[this._status] ?? "reconnect";
+      await this._establish(reason);
     }
   }
 
   // --- frames out ---
 
-  _send(frame) {
+  /** The frame in this client's encoding, for the server's protocol (throws MatchdError("invalid_message")). */
+  _encode(frame) {
+    return this._encoding === "bincode" ? encodeBincodeFor(frame, this._protocol) : encodeJson(frame);
+  }
+
+  /** Sends an encoded frame; false when the socket is gone or closing. */
+  _sendRaw(data) {
     const ws = this._ws;
     if (!ws) return false;
-    const data = this._encoding === "bincode" ? encodeBincodeFor(frame, this._protocol) : encodeJson(frame);
     try {
       ws.send(data);
     } catch {
@@ -1337,8 +1377,14 @@ export class MatchdClient {
   _request(frame, match, timeoutMs) {
     const gen = this._gen;
     if (!this._ws) return Promise.reject(new MatchdError("socket_closed", "not connected"));
+    let data;
+    try {
+      data = this._encode(frame);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const answer = this._wait(gen, match, timeoutMs, frame.type);
-    if (!this._send(frame)) this._failWaiters(gen, new MatchdError("socket_closed", "the connection closed"));
+    if (!this._sendRaw(data)) this._failWaiters(gen, new MatchdError("socket_closed", "the connection closed"));
     return answer;
   }
 
@@ -1365,10 +1411,8 @@ export class MatchdClient {
 
   /** act / query / leave: queued until the link is up and no link operation runs. */
   _call(kind, frame, cs, timeoutMs) {
-    if (this._final || this._status === "idle") {
-      const code = this._userClosed ? "closed" : "not_connected";
-      return Promise.reject(new MatchdError(code, "connect() first"));
-    }
+    if (this._final) return Promise.reject(this._finalError);
+    if (this._status === "idle") return Promise.reject(new MatchdError("not_connected", "connect() first"));
     try {
       encodeJson(frame); // validate now, not when it is sent
     } catch (e) {
@@ -1402,8 +1446,15 @@ export class MatchdClient {
         call.sentOnce = true;
         call.minSeq = Math.max(this._lastSeq, this._seqFloor);
       }
+      let data;
+      try {
+        data = this._encode(call.frame);
+      } catch (e) {
+        this._settle(call, e); // e.g. a field the server's protocol lacks
+        continue;
+      }
       this._inflight.push(call);
-      this._send(call.frame); // a failed send is re-sent after the reconnect
+      this._sendRaw(data); // a failed send is re-sent after the reconnect
     }
   }
 
@@ -1442,7 +1493,7 @@ export class MatchdClient {
         else this._dropSocket(); // fails the operation waiting on it
         return;
       }
-      if (now - this._lastSent >= period * 0.75) this._send({ type: "ping", nonce: ++this._nonce });
+      if (now - this._lastSent >= period * 0.75) this._sendRaw(this._encode({ type: "ping", nonce: ++this._nonce }));
     }, period);
   }
 
@@ -1539,12 +1590,14 @@ export class MatchdClient {
         if (call && call.sentOnce && call.kind === "query") this._settle(call, undefined, frame.reply);
         break;
       }
-      case "left":
+      case "left": {
         if (frame.match_id === this._matchId) this._forgetMatch();
-        if (this._leaves.length > 0) this._settle(this._leaves[0], undefined, undefined);
+        const call = this._leaves.find((c) => c.sentOnce);
+        if (call) this._settle(call, undefined, undefined);
         if (this._matchId === null && this._ready) this._setStatus("connected", "left");
         this._emit("left", frame);
         break;
+      }
       case "draining":
         this._draining = { until: Date.now() + frame.retry_after_ms };
         this._setStatus(this._status, "draining");
@@ -1595,6 +1648,7 @@ export class MatchdClient {
       const call = this._calls.get(frame.client_seq);
       if (call && call.kind === "act" && call.sentOnce) this._settle(call, undefined, frame);
     }
+    this._pump(); // calls held back for a replay go out now (and get not_in_match)
   }
 
   _onError(gen, frame) {
@@ -1605,8 +1659,8 @@ export class MatchdClient {
         this._shutdown(frame.code, err);
         return;
       case "slow_consumer": // the server closes with 1008: come back and resume
-        this._closeReason = "slow_consumer";
         if (this._ready) this._lost("slow_consumer");
+        else this._dropSocket(); // fails the operation waiting on this socket
         return;
       case "node_stopping": // the drain deadline passed: resume elsewhere through the base URL
       case "match_moved": // another node took the match over: resume it through the base URL
@@ -1618,6 +1672,7 @@ export class MatchdClient {
         this._forgetMatch();
         if (this._ready) this._setStatus("connected", frame.code);
         for (const call of [...this._inflight]) this._settle(call, err);
+        this._pump();
         return;
       default:
         break;

@@ -16,3 +16,4 @@ mod resume;
 mod sandbox;
 mod support;
 mod tactics;
+mod web;

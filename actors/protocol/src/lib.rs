@@ -29,6 +29,11 @@ pub type PlayerId = u64;
 /// A seat inside one match, from 0.
 pub type Seat = u8;
 
+/// What an absent `welcome.protocol` means: a protocol-1 server.
+fn protocol_one() -> u32 {
+    1
+}
+
 /// Frames a client sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -68,7 +73,8 @@ pub enum ServerMsg {
         node_id: String,
         heartbeat_ms: u64,
         /// The server's protocol version ([`PROTOCOL_VERSION`]; protocol 2).
-        #[serde(default)]
+        /// Absent (a protocol-1 server) means 1.
+        #[serde(default = "protocol_one")]
         protocol: u32,
     },
     /// The client now holds `seat` in `match_id`; `state` is the snapshot as
