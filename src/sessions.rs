@@ -238,16 +238,21 @@ mod tests {
         );
     }
 
+    /// Makes `token`'s session look unused for `ago`.
+    fn age(s: &Sessions, token: &str, ago: Duration) {
+        let mut entry = s.by_digest.get_mut(&digest(token)).expect("session");
+        entry.last_used = Instant::now() - ago;
+    }
+
     #[test]
     fn a_full_store_evicts_the_least_recently_used_instead_of_refusing() {
         let s = Sessions::new(3, Duration::from_secs(60));
         let old = s.create().expect("session");
         let kept = s.create().expect("session");
-        let third = s.create().expect("session");
-        // `old` is the least recently used once the others were used.
-        std::thread::sleep(Duration::from_millis(2));
-        assert!(s.player(&kept.token).is_some());
-        assert!(s.player(&third.token).is_some());
+        let _third = s.create().expect("session");
+        age(&s, &old.token, Duration::from_secs(30));
+        age(&s, &kept.token, Duration::from_secs(20));
+        assert!(s.player(&kept.token).is_some(), "a use renews it");
         let newest = s.create().expect("a full store still makes sessions");
         assert_eq!(s.len(), 3);
         assert_eq!(s.player(&old.token), None, "evicted");
@@ -257,10 +262,13 @@ mod tests {
 
     #[test]
     fn idle_sessions_expire_and_kicked_players_lose_theirs() {
-        let s = Sessions::new(10, Duration::from_millis(0));
+        let s = Sessions::new(10, Duration::from_secs(60));
         let a = s.create().expect("session");
-        std::thread::sleep(Duration::from_millis(2));
+        let b = s.create().expect("session");
+        age(&s, &a.token, Duration::from_secs(61));
         assert_eq!(s.player(&a.token), None, "idle past its lifetime");
+        age(&s, &b.token, Duration::from_secs(61));
+        assert_eq!(s.sweep(), 1, "the sweep drops what lookups did not");
         let s = Sessions::new(10, Duration::from_secs(60));
         let a = s.create().expect("session");
         let b = s.create().expect("session");

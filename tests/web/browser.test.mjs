@@ -75,6 +75,14 @@ function waitStatus(page, status, timeout = WAIT_MS) {
   return page.locator(`[data-testid="status"][data-status="${status}"]`).waitFor({ timeout });
 }
 
+/** Quick-joins sandbox from the lobby in rooms of `seats`; returns the seat. */
+async function quickJoinSandbox(page, seats) {
+  await page.getByTestId("seats").selectOption(String(seats));
+  await page.getByTestId("quick-sandbox").click();
+  await waitStatus(page, "in_match");
+  return Number(await page.getByTestId("seat").textContent());
+}
+
 async function matchIdOf(page) {
   await page.locator('[data-testid="match-id"]').filter({ hasText: /^\d+$/ }).waitFor();
   return Number(await page.getByTestId("match-id").textContent());
@@ -433,12 +441,8 @@ describe("the demo on one node", () => {
     const p = await openDemo(node.base);
     let witness;
     try {
-      await p.page.getByTestId("seats").selectOption("2");
-      await p.page.getByTestId("quick-sandbox").click();
-      await waitStatus(p.page, "in_match");
-      const matchId = await matchIdOf(p.page);
-      const seat = Number(await p.page.getByTestId("seat").textContent());
-      witness = await Witness.join(node.base, matchId);
+      const seat = await quickJoinSandbox(p.page, 2);
+      witness = await Witness.join(node.base, await matchIdOf(p.page));
 
       await pageMark(p.page, 0, 0);
       await witness.mark(0, 2);
@@ -487,12 +491,8 @@ describe("the demo on one node", () => {
     const p = await openDemo(node.base);
     let witness;
     try {
-      await p.page.getByTestId("seats").selectOption("3");
-      await p.page.getByTestId("quick-sandbox").click();
-      await waitStatus(p.page, "in_match");
-      const matchId = await matchIdOf(p.page);
-      const seat = Number(await p.page.getByTestId("seat").textContent());
-      witness = await Witness.join(node.base, matchId);
+      const seat = await quickJoinSandbox(p.page, 3);
+      witness = await Witness.join(node.base, await matchIdOf(p.page));
       await pageMark(p.page, 0, 0);
       await witness.mark(0, 2);
 
