@@ -1065,8 +1065,11 @@ async fn drive(shared: Arc<Shared>, threads: usize) -> Result<WsReport, String> 
                     while rooms.len() <= r {
                         let ruleset = opts.scenario.ruleset();
                         let body = format!(r#"{{"ruleset":"{ruleset}"}}"#);
+                        // Creating a match needs a session.
+                        let token = http::new_session(shared.server, shared.source(r)).await?;
+                        let path = format!("/v1/matches?token={token}");
                         let (status, text) =
-                            http::post_json(shared.server, shared.source(r), "/v1/matches", &body)
+                            http::post_json(shared.server, shared.source(r), &path, &body)
                                 .await
                                 .map_err(|e| format!("creating a match: {e}"))?;
                         let v: serde_json::Value = serde_json::from_str(&text)

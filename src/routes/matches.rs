@@ -3,13 +3,13 @@
 
 use std::time::SystemTime;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use matchd_actors::history::store::StoredMatch;
 use matchd_actors::node::MatchEntry;
 use matchd_actors::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::{parse_match_id, read_body, ApiError, AppState, Reads};
+use super::{authenticate, parse_match_id, read_body, ApiError, AppState, Reads, TokenQuery};
 
 /// Largest `POST /v1/matches` body.
 const CREATE_BODY_LIMIT: usize = 4 * 1024;
@@ -27,10 +27,15 @@ pub struct MatchCreated {
     pub match_id: u64,
 }
 
+/// `POST /v1/matches`: needs a session (anyone with one may create
+/// matches; a node's `MATCHD_MAX_MATCHES` bounds them).
 pub(super) async fn create_match(
     state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<TokenQuery>,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    authenticate(&state, &req, query.token.as_deref()).await?;
     let body = read_body(&state, body, CREATE_BODY_LIMIT).await?;
     let body: CreateMatchBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?;

@@ -156,6 +156,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }));
 }
 
+/// `?token=`: a session token in the query string (for clients that cannot
+/// set `Authorization`, such as a browser's WebSocket).
+#[derive(serde::Deserialize)]
+pub(crate) struct TokenQuery {
+    pub(crate) token: Option<String>,
+}
+
 /// The player of a request's session token (`Authorization: Bearer`, else
 /// `?token=`), known here or, with Redis, made on another node.
 pub(crate) async fn authenticate(

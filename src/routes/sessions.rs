@@ -5,8 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use matchd_actors::node::engine::Whereabouts;
 use serde::{Deserialize, Serialize};
 
-use super::ws::WsQuery;
-use super::{authenticate, ApiError, AppState};
+use super::{authenticate, ApiError, AppState, TokenQuery};
 
 #[derive(Serialize, Deserialize)]
 pub struct SessionCreated {
@@ -30,7 +29,7 @@ pub(super) async fn create_session(state: web::Data<AppState>) -> Result<HttpRes
 pub(super) async fn current_session(
     state: web::Data<AppState>,
     req: HttpRequest,
-    query: web::Query<WsQuery>,
+    query: web::Query<TokenQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let player_id = authenticate(&state, &req, query.token.as_deref()).await?;
     let engine = &state.engine;

@@ -90,7 +90,7 @@ async fn a_drain_finishes_running_matches_refuses_new_ones_and_stops_the_node() 
         "draining"
     );
     let (status, body) = app
-        .post_json("/v1/matches", serde_json::json!({ "ruleset": "sandbox" }))
+        .post_json_as_player("/v1/matches", serde_json::json!({ "ruleset": "sandbox" }))
         .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),

@@ -14,6 +14,14 @@ async fn sessions_matches_and_errors_over_http() {
     assert_ne!(a.token, b.token);
     assert_ne!(a.player_id, b.player_id);
 
+    let (status, body) = app
+        .post_json("/v1/matches", serde_json::json!({"ruleset": "sandbox"}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized")),
+        "creating a match needs a session"
+    );
     let id = app.create_match("sandbox").await;
     let (status, body) = app.get_json(&format!("/v1/matches/{id}")).await;
     assert_eq!(status, 200, "{body}");
@@ -45,7 +53,7 @@ async fn sessions_matches_and_errors_over_http() {
     }
 
     let (status, body) = app
-        .post_json("/v1/matches", serde_json::json!({"ruleset": "chess"}))
+        .post_json_as_player("/v1/matches", serde_json::json!({"ruleset": "chess"}))
         .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
@@ -53,7 +61,7 @@ async fn sessions_matches_and_errors_over_http() {
         "{body}"
     );
     let (status, body) = app
-        .post_json("/v1/matches", serde_json::json!({"rules": 1}))
+        .post_json_as_player("/v1/matches", serde_json::json!({"rules": 1}))
         .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),

@@ -60,9 +60,12 @@ async fn player(base: &str, encoding: Encoding) -> WsClient {
 }
 
 async fn create_match(base: &str, ruleset: &str) -> u64 {
+    let s: SessionCreated =
+        serde_json::from_value(post(base, "/v1/sessions", serde_json::json!({})).await)
+            .expect("session");
     let body = post(
         base,
-        "/v1/matches",
+        &format!("/v1/matches?token={}", s.token),
         serde_json::json!({ "ruleset": ruleset }),
     )
     .await;

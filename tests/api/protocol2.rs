@@ -90,7 +90,7 @@ async fn seat_counts_on_create_and_quick_join() {
     let app = spawn_app();
     // POST /v1/matches with a seat count, in and out of the ruleset's bounds.
     let (status, body) = app
-        .post_json(
+        .post_json_as_player(
             "/v1/matches",
             serde_json::json!({"ruleset": "sandbox", "max_seats": 3}),
         )
@@ -106,7 +106,7 @@ async fn seat_counts_on_create_and_quick_join() {
         ("tactics", 1),
     ] {
         let (status, body) = app
-            .post_json(
+            .post_json_as_player(
                 "/v1/matches",
                 serde_json::json!({"ruleset": ruleset, "max_seats": seats}),
             )

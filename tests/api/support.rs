@@ -33,6 +33,9 @@ pub struct TestApp {
     /// The node's data directory (journal), removed with the app unless the
     /// test chose its own.
     _data_dir: Option<TempDir>,
+    /// The session [`TestApp::post_json_as_player`] creates matches with,
+    /// made on first use (so later calls need no session, and no Redis).
+    creator: std::sync::Mutex<Option<String>>,
 }
 
 impl TestApp {
@@ -112,6 +115,7 @@ pub fn spawn_app_with(tweak: impl FnOnce(&mut Config), catalog: Catalog) -> Test
         system,
         config,
         _data_dir: own_dir.then_some(data_dir),
+        creator: std::sync::Mutex::default(),
     }
 }
 
@@ -167,9 +171,30 @@ impl TestApp {
         serde_json::from_value(body).expect("session body")
     }
 
+    /// `POST path` with a JSON body, as a player with a session (one per
+    /// app, made on first use).
+    pub async fn post_json_as_player(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let cached = self.creator.lock().expect("lock").clone();
+        let token = match cached {
+            Some(t) => t,
+            None => {
+                let t = self.new_session().await.token;
+                *self.creator.lock().expect("lock") = Some(t.clone());
+                t
+            }
+        };
+        let sep = if path.contains('?') { '&' } else { '?' };
+        self.post_json(&format!("{path}{sep}token={token}"), body)
+            .await
+    }
+
     pub async fn create_match(&self, ruleset: &str) -> u64 {
         let (status, body) = self
-            .post_json("/v1/matches", serde_json::json!({ "ruleset": ruleset }))
+            .post_json_as_player("/v1/matches", serde_json::json!({ "ruleset": ruleset }))
             .await;
         assert_eq!(status, 201, "{body}");
         serde_json::from_value::<MatchCreated>(body)

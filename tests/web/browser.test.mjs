@@ -16,7 +16,7 @@ import fs from "node:fs";
 import { chromium } from "playwright-core";
 import { WebSocket } from "ws";
 
-import { ADMIN_KEY, WAIT_MS, eventually, freePort, http, startRedis, startNode, stopAll } from "./support.mjs";
+import { ADMIN_KEY, WAIT_MS, createMatch, eventually, freePort, http, startRedis, startNode, stopAll } from "./support.mjs";
 
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const SCREENSHOT = process.env.DEMO_SCREENSHOT ?? "/tmp/demo.png";
@@ -597,9 +597,7 @@ describe("the demo in a two-node cluster", () => {
 
   it("follows its match through a SIGKILL of the match's node", async () => {
     // The page is served by B (its base URL); the match lives on A.
-    const created = await http("POST", `${a.base}/v1/matches`, { body: { ruleset: "sandbox" } });
-    assert.equal(created.status, 201, JSON.stringify(created.body));
-    matchId = created.body.match_id;
+    matchId = await createMatch(a.base, { ruleset: "sandbox" });
     p = await openDemo(b.base);
     await p.page.getByTestId("join-id").fill(String(matchId));
     await p.page.getByTestId("join-by-id").click();

@@ -28,6 +28,7 @@ import {
   ADMIN_KEY,
   MemoryStorage,
   WAIT_MS,
+  createMatch,
   eventually,
   freePort,
   http,
@@ -125,9 +126,7 @@ function closeClients() {
 /** A fresh sandbox match of `seats` seats on `base` (POST /v1/matches). */
 async function newMatch(base, ruleset = "sandbox", seats) {
   const body = seats === undefined ? { ruleset } : { ruleset, max_seats: seats };
-  const res = await http("POST", `${base}/v1/matches`, { body });
-  assert.equal(res.status, 201, JSON.stringify(res.body));
-  return res.body.match_id;
+  return createMatch(base, body);
 }
 
 /** Two connected clients seated in a fresh match; waits until both saw both joins. */

@@ -76,6 +76,15 @@ export async function eventually(what, check, { timeoutMs = WAIT_MS, everyMs = 2
 }
 
 /** GET/POST `url` with a bounded time; resolves { status, body } (body: parsed JSON or null). */
+/** `POST /v1/matches` on `base` as a new session's player; returns the match id. */
+export async function createMatch(base, body) {
+  const session = await http("POST", `${base}/v1/sessions`);
+  if (session.status !== 201) throw new Error(`session: HTTP ${session.status}`);
+  const res = await http("POST", `${base}/v1/matches`, { body, key: session.body.token });
+  if (res.status !== 201) throw new Error(`match: HTTP ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body.match_id;
+}
+
 export async function http(method, url, { body, key, timeoutMs = 5000 } = {}) {
   const headers = {};
   if (body !== undefined) headers["content-type"] = "application/json";
