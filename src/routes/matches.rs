@@ -9,7 +9,10 @@ use matchd_actors::node::MatchEntry;
 use matchd_actors::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::{authenticate, parse_match_id, read_body, ApiError, AppState, Reads, TokenQuery};
+use super::history::PageQuery;
+use super::{
+    authenticate, parse_match_id, query_num, read_body, ApiError, AppState, Reads, TokenQuery,
+};
 
 /// Largest `POST /v1/matches` body.
 const CREATE_BODY_LIMIT: usize = 4 * 1024;
@@ -137,17 +140,36 @@ pub(super) fn stored_summary(m: StoredMatch, engine: &Engine) -> MatchSummary {
 #[derive(Serialize, Deserialize)]
 pub struct MatchList {
     pub matches: Vec<MatchSummary>,
+    /// Pass as `after` for the next page; absent when this page was short.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<u64>,
 }
 
-pub(super) async fn list_matches(state: web::Data<AppState>) -> HttpResponse {
+/// Most matches one page of `GET /v1/matches` returns.
+pub const MAX_MATCH_PAGE: u64 = 1000;
+
+/// `GET /v1/matches?after=ID&limit=N`: this node's live matches by id, a
+/// page at a time (default 100, at most 1000); `next_after` is set when
+/// the page was full.
+pub(super) async fn list_matches(
+    state: web::Data<AppState>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let after = query_num("after", query.after.as_deref(), 0, u64::MAX)?;
+    let limit = query_num("limit", query.limit.as_deref(), 100, MAX_MATCH_PAGE)?.max(1);
     let node = state.engine.node_id();
-    let matches = state
-        .engine
-        .list()
+    let page = state.engine.list_page(after, limit as usize);
+    let next_after = (page.len() as u64 == limit)
+        .then(|| page.last().map(|e| e.info.id))
+        .flatten();
+    let matches = page
         .iter()
         .map(|e| summary(e, node, &state.advertise_url))
         .collect();
-    HttpResponse::Ok().json(MatchList { matches })
+    Ok(HttpResponse::Ok().json(MatchList {
+        matches,
+        next_after,
+    }))
 }
 
 /// A live match from this node; otherwise the stored one. Without a database

@@ -271,3 +271,50 @@ async fn origins_are_checked_on_upgrades_and_cors_follows_the_same_list() {
         );
     }
 }
+
+/// `GET /v1/matches` is paged by id; the live-match counts follow
+/// creations without rescanning.
+#[actix_rt::test]
+async fn match_lists_are_paged_and_counted() {
+    let app = spawn_app();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(app.create_match("sandbox").await);
+    }
+    ids.sort_unstable();
+    let mut seen: Vec<u64> = Vec::new();
+    let mut after = 0u64;
+    let mut pages = 0;
+    loop {
+        let (status, body) = app
+            .get_json(&format!("/v1/matches?limit=2&after={after}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let page: Vec<u64> = body["matches"]
+            .as_array()
+            .expect("matches")
+            .iter()
+            .map(|m| m["match_id"].as_u64().expect("id"))
+            .collect();
+        assert!(page.len() <= 2);
+        seen.extend(&page);
+        pages += 1;
+        match body["next_after"].as_u64() {
+            Some(next) => after = next,
+            None => break,
+        }
+        assert!(pages < 10, "paging never ends");
+    }
+    assert_eq!(seen, ids, "every match once, in id order");
+    assert_eq!(pages, 3);
+    let (status, body) = app.get_json("/v1/matches?limit=5000").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
+    // The node's counts (kept as matches start and stop; the gauge of
+    // the same name is process-wide, shared by this test crate's nodes).
+    let (_, ready) = app.get_json("/ready").await;
+    assert_eq!(ready["checks"]["registry"]["matches"]["sandbox"], 5, "{ready}");
+    assert_eq!(ready["checks"]["registry"]["matches"]["tactics"], 0, "{ready}");
+}

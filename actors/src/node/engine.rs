@@ -324,11 +324,28 @@ impl Engine {
         }
     }
 
-    /// Every live match, ordered by id.
-    pub fn list(&self) -> Vec<MatchEntry> {
-        let mut all: Vec<MatchEntry> = self.directory.iter().map(|e| e.value().clone()).collect();
-        all.sort_by_key(|e| e.info.id);
-        all
+    /// At most `limit` live matches with ids above `after`, ordered by id
+    /// (a page of [`Engine::list`], without sorting the whole directory).
+    pub fn list_page(&self, after: MatchId, limit: usize) -> Vec<MatchEntry> {
+        use std::collections::BinaryHeap;
+        let limit = limit.max(1);
+        // The `limit` smallest ids above `after`: a max-heap of that size.
+        let mut heap: BinaryHeap<MatchId> = BinaryHeap::with_capacity(limit + 1);
+        for id in self
+            .directory
+            .iter()
+            .map(|e| *e.key())
+            .filter(|id| *id > after)
+        {
+            heap.push(id);
+            if heap.len() > limit {
+                heap.pop();
+            }
+        }
+        heap.into_sorted_vec()
+            .into_iter()
+            .filter_map(|id| self.lookup(id))
+            .collect()
     }
 
     /// A new match of `ruleset` with `max_seats` seats (default: the

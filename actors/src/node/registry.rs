@@ -97,6 +97,9 @@ pub struct Registry {
     persist: Option<Recipient<Persist>>,
     replica: Option<Replica>,
     seats: PlayerSeats,
+    /// Live matches by ruleset, kept as matches start and stop (not
+    /// rescanned from the directory).
+    live: BTreeMap<&'static str, usize>,
 }
 
 impl Registry {
@@ -111,6 +114,7 @@ impl Registry {
             persist: None,
             replica: None,
             seats: PlayerSeats::default(),
+            live: BTreeMap::new(),
         }
     }
 
@@ -214,18 +218,22 @@ impl Registry {
         };
         let entry = MatchEntry { addr, info };
         self.directory.insert(id, entry.clone());
-        self.publish_counts();
+        self.count(entry.info.ruleset, 1);
         entry
     }
 
-    fn publish_counts(&self) {
-        let mut by_ruleset: BTreeMap<&'static str, usize> =
-            self.catalog.names().map(|n| (n, 0)).collect();
-        for e in self.directory.iter() {
-            *by_ruleset.entry(e.info.ruleset).or_default() += 1;
-        }
-        for (ruleset, n) in by_ruleset {
-            metrics::gauge!(m::MATCHES_LIVE, "ruleset" => ruleset).set(n as f64);
+    /// Moves the live count of `ruleset` by `delta` and publishes it.
+    fn count(&mut self, ruleset: &'static str, delta: isize) {
+        let n = self.live.entry(ruleset).or_default();
+        *n = n.saturating_add_signed(delta);
+        metrics::gauge!(m::MATCHES_LIVE, "ruleset" => ruleset).set(*n as f64);
+    }
+
+    /// Publishes every ruleset's count (0 for those without a match).
+    fn publish_counts(&mut self) {
+        let names: Vec<&'static str> = self.catalog.names().collect();
+        for ruleset in names {
+            self.count(ruleset, 0);
         }
     }
 
@@ -238,12 +246,11 @@ impl Registry {
             .map(|e| e.value().clone())
             .collect();
         for e in &dead {
-            self.directory.remove(&e.info.id);
+            if self.directory.remove(&e.info.id).is_some() {
+                self.count(e.info.ruleset, -1);
+            }
             log::error!(match_id = e.info.id, ruleset = e.info.ruleset; "match actor died without stopping; removed");
             metrics::counter!(m::MATCH_CRASHES, "ruleset" => e.info.ruleset).increment(1);
-        }
-        if !dead.is_empty() {
-            self.publish_counts();
         }
     }
 }
@@ -381,8 +388,8 @@ impl Handler<MatchStopped> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: MatchStopped, _: &mut Self::Context) {
-        if self.directory.remove(&msg.id).is_some() {
-            self.publish_counts();
+        if let Some((_, entry)) = self.directory.remove(&msg.id) {
+            self.count(entry.info.ruleset, -1);
         }
     }
 }
@@ -393,10 +400,8 @@ impl Handler<GetStats> for Registry {
     fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
         let mut matches_by_ruleset: BTreeMap<String, usize> =
             self.catalog.names().map(|n| (n.to_string(), 0)).collect();
-        for e in self.directory.iter() {
-            *matches_by_ruleset
-                .entry(e.info.ruleset.to_string())
-                .or_default() += 1;
+        for (ruleset, n) in &self.live {
+            matches_by_ruleset.insert(ruleset.to_string(), *n);
         }
         let caches = self.caches.clone();
         let arbiters = self.arbiters.len();
