@@ -49,6 +49,8 @@ pub struct Config {
     pub admin_key: Option<Secret>,
     /// How long a client may take to send a request body it started.
     pub body_timeout_ms: u64,
+    /// Per-IP rate limits of sessions, matches and upgrades.
+    pub limits: crate::limits::LimitsConfig,
     /// Web pages that may open WebSockets and call the HTTP API from a
     /// browser (`MATCHD_ALLOWED_ORIGINS`).
     pub allowed_origins: crate::origins::AllowedOrigins,
@@ -295,6 +297,26 @@ pub const SETTINGS: &[Setting] = &[
         help: "WebSocket URL this node advertises in `GET /v1/nodes`, `GET /v1/matches/{id}` and `redirect` frames",
     },
     Setting {
+        var: "MATCHD_RATE_SESSIONS_PER_MIN",
+        default: "120",
+        help: "`POST /v1/sessions` per client IP per minute (also the burst); over it 429 `rate_limited` with `Retry-After`",
+    },
+    Setting {
+        var: "MATCHD_RATE_MATCHES_PER_MIN",
+        default: "120",
+        help: "`POST /v1/matches` per client IP per minute (also the burst)",
+    },
+    Setting {
+        var: "MATCHD_RATE_UPGRADES_PER_MIN",
+        default: "300",
+        help: "WebSocket upgrades per client IP per minute (also the burst)",
+    },
+    Setting {
+        var: "MATCHD_TRUSTED_PROXIES",
+        default: "(unset: none)",
+        help: "comma-separated IPs of load balancers whose `X-Forwarded-For` names the client (for the rate limits); from any other peer the header is ignored",
+    },
+    Setting {
         var: "MATCHD_BODY_TIMEOUT_MS",
         default: "5000",
         help: "a request body must arrive within this long (408 `body_timeout`); admin bodies are read only after the key was checked",
@@ -455,6 +477,25 @@ impl Config {
             read_database_url,
             admin_key: get("MATCHD_ADMIN_KEY").map(Secret),
             body_timeout_ms: num("MATCHD_BODY_TIMEOUT_MS", 5_000)?,
+            limits: {
+                let d = crate::limits::LimitsConfig::default();
+                let per_min = |var, default: u32| -> Result<u32, ConfigError> {
+                    Ok(num(var, u64::from(default))?.min(u64::from(u32::MAX)) as u32)
+                };
+                let raw = get("MATCHD_TRUSTED_PROXIES").unwrap_or_default();
+                crate::limits::LimitsConfig {
+                    sessions_per_min: per_min("MATCHD_RATE_SESSIONS_PER_MIN", d.sessions_per_min)?,
+                    matches_per_min: per_min("MATCHD_RATE_MATCHES_PER_MIN", d.matches_per_min)?,
+                    upgrades_per_min: per_min("MATCHD_RATE_UPGRADES_PER_MIN", d.upgrades_per_min)?,
+                    trusted_proxies: crate::limits::parse_proxies(&raw).map_err(|_| {
+                        ConfigError::Invalid {
+                            var: "MATCHD_TRUSTED_PROXIES",
+                            value: raw.clone(),
+                            expected: "comma-separated IP addresses",
+                        }
+                    })?,
+                }
+            },
             allowed_origins: {
                 let raw = get("MATCHD_ALLOWED_ORIGINS").unwrap_or_default();
                 crate::origins::AllowedOrigins::parse(&raw).map_err(|_| ConfigError::Invalid {
@@ -503,6 +544,18 @@ impl Config {
             ("MATCHD_WRITER_BUFFER_ROWS", self.persist.buffer_rows),
             ("MATCHD_WRITER_MAILBOX", self.persist.mailbox),
             ("MATCHD_BODY_TIMEOUT_MS", self.body_timeout_ms as usize),
+            (
+                "MATCHD_RATE_SESSIONS_PER_MIN",
+                self.limits.sessions_per_min as usize,
+            ),
+            (
+                "MATCHD_RATE_MATCHES_PER_MIN",
+                self.limits.matches_per_min as usize,
+            ),
+            (
+                "MATCHD_RATE_UPGRADES_PER_MIN",
+                self.limits.upgrades_per_min as usize,
+            ),
             ("MATCHD_HISTORY_BACKLOG", e.history_backlog),
             ("MATCHD_WRITER_RETRIES", self.persist.retries as usize),
             ("MATCHD_WRITER_BACKOFF_MS", self.persist.backoff_ms as usize),

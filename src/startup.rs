@@ -18,10 +18,12 @@ use matchd_actors::history::writer::{PersistenceWriter, SpillWriter};
 use matchd_actors::{Catalog, Engine};
 
 use crate::config::Config;
+use crate::limits::Limits;
 use crate::origins::OriginPolicy;
 use crate::routes::{self, AppState, Reads};
 use crate::sessions::Sessions;
 use crate::telemetry;
+use std::sync::Arc;
 
 /// A built, not yet awaited, node.
 pub struct Application {
@@ -95,6 +97,16 @@ impl Application {
             }
         });
         let origins = OriginPolicy::new(config.allowed_origins.clone());
+        let limits = Arc::new(Limits::new(&config.limits));
+        let swept_limits = limits.clone();
+        actix_web::rt::spawn(async move {
+            // Idle IPs leave the limiters' maps.
+            let mut every = actix_web::rt::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                swept_limits.sweep();
+            }
+        });
         if let Some((affinity, _)) = &affinity {
             // Pages of the other live nodes may follow redirects here.
             let (affinity, origins) = (affinity.clone(), origins.clone());
@@ -121,6 +133,7 @@ impl Application {
             redis_keys: Keys::new(&config.redis_prefix),
             origins: origins.clone(),
             body_timeout: Duration::from_millis(config.body_timeout_ms),
+            limits: limits.clone(),
         });
         if let Some(url) = &config.redis_url {
             let subscriber = redis_subscriber(&url.0).map_err(std::io::Error::other)?;

@@ -53,6 +53,7 @@ pub const REDIRECTS: &str = "matchd_redirects_total";
 pub const HANDOVERS: &str = "matchd_handovers_total";
 pub const CONTROL_MESSAGES: &str = "matchd_control_messages_total";
 pub const HISTORY_DROPPED: &str = "matchd_history_records_dropped_total";
+pub const RATE_LIMITED: &str = "matchd_rate_limited_total";
 
 /// Every metric name above; the README's metrics table must list each one.
 pub const ALL: &[&str] = &[
@@ -102,6 +103,7 @@ pub const ALL: &[&str] = &[
     HANDOVERS,
     CONTROL_MESSAGES,
     HISTORY_DROPPED,
+    RATE_LIMITED,
 ];
 
 /// Registers help texts with whatever recorder is installed.
@@ -237,6 +239,10 @@ pub fn describe() {
     describe_counter!(
         HISTORY_DROPPED,
         "History records a match dropped because the persistence writer's mailbox stayed full"
+    );
+    describe_counter!(
+        RATE_LIMITED,
+        "HTTP requests refused with 429, by limit (sessions, matches, upgrades)"
     );
     // Present from the start, so an alert on its first increase can fire.
     metrics::counter!(HISTORY_DROPPED).absolute(0);

@@ -11,7 +11,9 @@ PORT=${PORT:-18181}
 mkdir -p "$OUT"
 cargo build --release -p matchd -p loadtest
 DATA=$(mktemp -d)
-MATCHD_DATA_DIR=$DATA MATCHD_BIND=127.0.0.1:$PORT RUST_LOG=warn taskset -c 0 target/release/matchd &
+MATCHD_DATA_DIR=$DATA MATCHD_BIND=127.0.0.1:$PORT RUST_LOG=warn \
+    MATCHD_RATE_SESSIONS_PER_MIN=10000000 MATCHD_RATE_UPGRADES_PER_MIN=10000000 \
+    MATCHD_RATE_MATCHES_PER_MIN=10000000 taskset -c 0 target/release/matchd &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$DATA"' EXIT
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done

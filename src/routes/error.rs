@@ -42,6 +42,9 @@ pub enum ApiError {
     BodyTooLarge(usize),
     #[error("the request body did not arrive in time")]
     BodyTimeout,
+    /// Over a rate limit; retry after this many seconds.
+    #[error("too many requests; retry after {0} s")]
+    RateLimited(u64),
     #[error("no secure random source; try again later")]
     NoEntropy,
     #[error("{0}")]
@@ -77,6 +80,7 @@ impl ApiError {
             ApiError::OriginNotAllowed => "origin_not_allowed",
             ApiError::BodyTooLarge(_) => "body_too_large",
             ApiError::BodyTimeout => "body_timeout",
+            ApiError::RateLimited(_) => "rate_limited",
             ApiError::NoEntropy => "entropy_unavailable",
             ApiError::Engine(e) => e.code(),
             ApiError::Redis(e) => e.code(),
@@ -135,6 +139,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NoEntropy
             | ApiError::Redis(_)
             | ApiError::Engine(_)
@@ -144,7 +149,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut res = HttpResponse::build(self.status_code());
+        if let ApiError::RateLimited(secs) = self {
+            res.insert_header(("Retry-After", secs.to_string()));
+        }
+        res.json(ErrorBody {
             error: ErrorDetail {
                 code: self.code(),
                 message: self.to_string(),

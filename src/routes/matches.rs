@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::history::PageQuery;
 use super::{
-    authenticate, parse_match_id, query_num, read_body, ApiError, AppState, Reads, TokenQuery,
+    authenticate, parse_match_id, query_num, rate_limit, read_body, ApiError, AppState, Reads,
+    TokenQuery,
 };
+use crate::limits::Limit;
 
 /// Largest `POST /v1/matches` body.
 const CREATE_BODY_LIMIT: usize = 4 * 1024;
@@ -38,6 +40,7 @@ pub(super) async fn create_match(
     query: web::Query<TokenQuery>,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    rate_limit(&state, &req, Limit::Matches)?;
     authenticate(&state, &req, query.token.as_deref()).await?;
     let body = read_body(&state, body, CREATE_BODY_LIMIT).await?;
     let body: CreateMatchBody =

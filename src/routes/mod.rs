@@ -61,6 +61,8 @@ pub struct AppState {
     pub origins: crate::origins::OriginPolicy,
     /// How long a client may take to send a request body it started.
     pub body_timeout: std::time::Duration,
+    /// Per-client-IP rate limits.
+    pub limits: std::sync::Arc<crate::limits::Limits>,
 }
 
 /// The read pool of one HTTP worker (`DATABASE_READ_URL`, else
@@ -154,6 +156,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::NotFound)
     }));
+}
+
+/// Takes one from the request's client IP budget of `what`; 429
+/// `rate_limited` with `Retry-After` when it is spent.
+pub(crate) fn rate_limit(
+    state: &AppState,
+    req: &HttpRequest,
+    what: crate::limits::Limit,
+) -> Result<(), ApiError> {
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let Some(ip) = state
+        .limits
+        .client_ip(req.peer_addr().map(|a| a.ip()), forwarded)
+    else {
+        return Ok(());
+    };
+    state.limits.check(what, ip).map_err(|wait| {
+        metrics::counter!(m::RATE_LIMITED, "limit" => what.as_str()).increment(1);
+        ApiError::RateLimited(wait.as_secs().max(1))
+    })
 }
 
 /// `?token=`: a session token in the query string (for clients that cannot

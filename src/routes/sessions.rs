@@ -5,7 +5,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use matchd_actors::node::engine::Whereabouts;
 use serde::{Deserialize, Serialize};
 
-use super::{authenticate, ApiError, AppState, TokenQuery};
+use super::{authenticate, rate_limit, ApiError, AppState, TokenQuery};
+use crate::limits::Limit;
 
 #[derive(Serialize, Deserialize)]
 pub struct SessionCreated {
@@ -13,7 +14,11 @@ pub struct SessionCreated {
     pub player_id: u64,
 }
 
-pub(super) async fn create_session(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn create_session(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    rate_limit(&state, &req, Limit::Sessions)?;
     let s = state.sessions.create_shared().await.map_err(|e| {
         log::error!("no session made: {e}");
         ApiError::NoEntropy

@@ -8,7 +8,8 @@ use matchd_actors::connection::Connection;
 use matchd_protocol::codec::Encoding;
 use serde::Deserialize;
 
-use super::{authenticate, ApiError, AppState};
+use super::{authenticate, rate_limit, ApiError, AppState};
+use crate::limits::Limit;
 
 #[derive(Deserialize)]
 pub(super) struct WsQuery {
@@ -25,6 +26,7 @@ pub(super) async fn websocket(
     query: web::Query<WsQuery>,
     stream: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
+    rate_limit(&state, &req, Limit::Upgrades)?;
     let player_id = authenticate(&state, &req, query.token.as_deref()).await?;
     let encoding = match query.encoding.as_deref() {
         None => Encoding::Json,

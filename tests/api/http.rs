@@ -315,6 +315,44 @@ async fn match_lists_are_paged_and_counted() {
     // The node's counts (kept as matches start and stop; the gauge of
     // the same name is process-wide, shared by this test crate's nodes).
     let (_, ready) = app.get_json("/ready").await;
-    assert_eq!(ready["checks"]["registry"]["matches"]["sandbox"], 5, "{ready}");
-    assert_eq!(ready["checks"]["registry"]["matches"]["tactics"], 0, "{ready}");
+    assert_eq!(
+        ready["checks"]["registry"]["matches"]["sandbox"], 5,
+        "{ready}"
+    );
+    assert_eq!(
+        ready["checks"]["registry"]["matches"]["tactics"], 0,
+        "{ready}"
+    );
+}
+
+/// Session creation is limited per client IP: over the budget, 429
+/// `rate_limited` with `Retry-After`; a forged `X-Forwarded-For` from an
+/// untrusted peer changes nothing; reads are not limited.
+#[actix_rt::test]
+async fn sessions_are_rate_limited_per_client_ip() {
+    let app = spawn_app_with(|c| c.limits.sessions_per_min = 3, Catalog::builtin());
+    for _ in 0..3 {
+        let (status, _) = app.post_json("/v1/sessions", serde_json::json!({})).await;
+        assert_eq!(status, 201);
+    }
+    let mut res = app
+        .client()
+        .post(app.url("/v1/sessions"))
+        .insert_header(("X-Forwarded-For", "198.51.100.7"))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(res.status().as_u16(), 429);
+    let retry: u64 = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body: serde_json::Value =
+        serde_json::from_slice(&res.body().await.expect("body")).expect("json");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    let (status, _) = app.get_json("/v1/matches").await;
+    assert_eq!(status, 200, "reads are not limited");
 }
