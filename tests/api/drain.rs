@@ -246,6 +246,14 @@ fn stalled_request(base: &str, head: &str, declared: usize, sent: usize) -> (u16
     (status, text)
 }
 
+/// [`stalled_request`] off the test's runtime thread.
+async fn stalled(app: &TestApp, head: &'static str, declared: usize, sent: usize) -> (u16, String) {
+    let base = app.url("");
+    actix_web::rt::task::spawn_blocking(move || stalled_request(&base, head, declared, sent))
+        .await
+        .expect("joined")
+}
+
 /// The admin key is checked before any of the body is read; bodies are
 /// bounded in size and in time; operator text and made-up methods never
 /// become metric label values.
@@ -258,32 +266,24 @@ async fn admin_bodies_are_read_after_the_key_bounded_and_timed_out() {
         },
         Catalog::builtin(),
     );
-    let base = app.url("");
     // A wrong key is refused while the promised body never arrives.
-    let (status, text) = actix_web::rt::task::spawn_blocking(move || {
-        stalled_request(
-            &base,
-            "POST /admin/kick HTTP/1.1\r\nAuthorization: Bearer nope",
-            1_000_000,
-            10,
-        )
-    })
-    .await
-    .expect("joined");
+    let (status, text) = stalled(
+        &app,
+        "POST /admin/kick HTTP/1.1\r\nAuthorization: Bearer nope",
+        1_000_000,
+        10,
+    )
+    .await;
     assert_eq!(status, 401, "{text}");
     assert!(text.contains("bad_admin_key"), "{text}");
     // The right key, a body that stalls: 408 once the timeout passed.
-    let base = app.url("");
-    let (status, text) = actix_web::rt::task::spawn_blocking(move || {
-        stalled_request(
-            &base,
-            "POST /admin/kick HTTP/1.1\r\nAuthorization: Bearer k3y",
-            100,
-            10,
-        )
-    })
-    .await
-    .expect("joined");
+    let (status, text) = stalled(
+        &app,
+        "POST /admin/kick HTTP/1.1\r\nAuthorization: Bearer k3y",
+        100,
+        10,
+    )
+    .await;
     assert_eq!(status, 408, "{text}");
     assert!(text.contains("body_timeout"), "{text}");
 
