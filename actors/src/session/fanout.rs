@@ -22,6 +22,11 @@ impl MatchSession {
     /// Sends one frame to one member, or, when the match is replicated,
     /// holds it until its batch is in Redis.
     pub(super) fn send_to(&mut self, seat: usize, frame: Out) {
+        // The hot path: without replication (or while it is degraded) the
+        // frame goes out at once, with no second lookup of the member.
+        let Some(r) = self.repl.as_mut() else {
+            return self.send_now(seat, frame);
+        };
         let Some(Some(Member {
             conn: Some((conn_id, _)),
             ..
@@ -34,7 +39,9 @@ impl MatchSession {
             conn_id: *conn_id,
             frame,
         };
-        self.out(item);
+        if let Some(Outgoing::Frame { frame, .. }) = r.sm.hold(item) {
+            self.send_now(seat, frame);
+        }
     }
 
     /// A control message to a connection, in order with the frames.
