@@ -321,8 +321,9 @@ impl WsClient {
         }
     }
 
-    /// The next server message, or why there is none.
-    pub async fn next(&mut self) -> Result<ServerMsg, Closed> {
+    /// The next data frame (text or binary), undecoded, or why there is
+    /// none; pings are answered (unless this client plays dead).
+    async fn next_data(&mut self) -> Result<Frame, Closed> {
         // One deadline for the whole call: the server's pings must not keep
         // a wait for a message that never comes alive forever.
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -331,15 +332,8 @@ impl WsClient {
                 .await
                 .expect("server sent nothing in time");
             match frame {
-                None => return Err(Closed::Eof),
-                Some(Err(_)) => return Err(Closed::Eof),
-                Some(Ok(Frame::Text(b))) => {
-                    let text = std::str::from_utf8(&b).expect("utf8 text frame");
-                    return Ok(decode_server_json(text).expect("valid server json"));
-                }
-                Some(Ok(Frame::Binary(b))) => {
-                    return Ok(decode_server_bincode(&b).expect("valid server bincode"));
-                }
+                None | Some(Err(_)) => return Err(Closed::Eof),
+                Some(Ok(f @ (Frame::Text(_) | Frame::Binary(_)))) => return Ok(f),
                 Some(Ok(Frame::Ping(p))) => {
                     if self.answer_pings {
                         let _ = self.framed.send(Message::Pong(p)).await;
@@ -351,22 +345,23 @@ impl WsClient {
         }
     }
 
-    /// The next binary frame's bytes, undecoded (pings answered, other
-    /// frames skipped).
-    pub async fn next_binary(&mut self) -> Vec<u8> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let frame = tokio::time::timeout_at(deadline, self.framed.next())
-                .await
-                .expect("server sent nothing in time");
-            match frame {
-                Some(Ok(Frame::Binary(b))) => return b.to_vec(),
-                Some(Ok(Frame::Ping(p))) => {
-                    let _ = self.framed.send(Message::Pong(p)).await;
-                }
-                Some(Ok(_)) => {}
-                other => panic!("connection ended while a binary frame was expected: {other:?}"),
+    /// The next server message, or why there is none.
+    pub async fn next(&mut self) -> Result<ServerMsg, Closed> {
+        Ok(match self.next_data().await? {
+            Frame::Text(b) => {
+                let text = std::str::from_utf8(&b).expect("utf8 text frame");
+                decode_server_json(text).expect("valid server json")
             }
+            Frame::Binary(b) => decode_server_bincode(&b).expect("valid server bincode"),
+            other => unreachable!("next_data returns data frames, not {other:?}"),
+        })
+    }
+
+    /// The next data frame's bytes, undecoded; it must be a binary frame.
+    pub async fn next_binary(&mut self) -> Vec<u8> {
+        match self.next_data().await {
+            Ok(Frame::Binary(b)) => b.to_vec(),
+            other => panic!("a binary frame was expected, got {other:?}"),
         }
     }
 
