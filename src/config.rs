@@ -66,6 +66,12 @@ pub struct Config {
     pub snapshot_ms: u64,
     /// Lifetime of a session token in Redis.
     pub session_ttl_ms: u64,
+    /// Absolute lifetime of a session, used or not.
+    pub session_max_age_ms: u64,
+    /// Which identities the node accepts (`MATCHD_AUTH`).
+    pub auth: crate::identity::AuthMode,
+    /// Keys and claims of verified identity (`MATCHD_JWT_*`).
+    pub jwt: crate::identity::JwtConfig,
     /// The WebSocket URL this node advertises to clients and peers.
     pub advertise_url: String,
     /// How long a drain waits for connected matches to finish before the
@@ -292,6 +298,51 @@ pub const SETTINGS: &[Setting] = &[
         help: "a session unused this long expires, in memory and in Redis (where every node can resolve it); each use renews it",
     },
     Setting {
+        var: "MATCHD_SESSION_MAX_AGE_MS",
+        default: "604800000",
+        help: "a session ends this long after it was made, used or not (7 days); a session made from a JWT ends when the JWT expires if that is sooner",
+    },
+    Setting {
+        var: "MATCHD_AUTH",
+        default: "anonymous",
+        help: "which players the node admits: `anonymous` (anyone gets a session; development), `jwt` (only players with a JWT of the game's auth service), `both`",
+    },
+    Setting {
+        var: "MATCHD_JWT_SECRET",
+        default: "(unset)",
+        help: "HS256 shared secret (at least 32 bytes) that the game's auth service signs player JWTs with",
+    },
+    Setting {
+        var: "MATCHD_JWT_PUBLIC_KEY_FILE",
+        default: "(unset)",
+        help: "PEM public key (RSA for RS256, Ed25519 for EdDSA) of the game's auth service",
+    },
+    Setting {
+        var: "MATCHD_JWT_JWKS_FILE",
+        default: "(unset)",
+        help: "JWKS file of the game's auth service (RS256, EdDSA, ES256 keys, picked by `kid`); read at start",
+    },
+    Setting {
+        var: "MATCHD_JWT_AUDIENCE",
+        default: "(unset: not checked)",
+        help: "the `aud` a player JWT must carry",
+    },
+    Setting {
+        var: "MATCHD_JWT_ISSUER",
+        default: "(unset: not checked)",
+        help: "the `iss` a player JWT must carry",
+    },
+    Setting {
+        var: "MATCHD_JWT_LEEWAY_S",
+        default: "30",
+        help: "clock skew allowed on a JWT's `exp`",
+    },
+    Setting {
+        var: "MATCHD_RATE_ANONYMOUS",
+        default: "(on with MATCHD_AUTH=anonymous, else off)",
+        help: "whether ratings and win/loss stats count for anonymous players; off, only verified players are rated (anonymous sessions are free, so one person could farm a rating)",
+    },
+    Setting {
         var: "MATCHD_ADVERTISE_URL",
         default: "(ws://MATCHD_BIND/v1/ws)",
         help: "WebSocket URL this node advertises in `GET /v1/nodes`, `GET /v1/matches/{id}` and `redirect` frames",
@@ -310,6 +361,26 @@ pub const SETTINGS: &[Setting] = &[
         var: "MATCHD_RATE_UPGRADES_PER_MIN",
         default: "300",
         help: "WebSocket upgrades per client IP per minute (also the burst)",
+    },
+    Setting {
+        var: "MATCHD_MAX_CONNS_PER_IP",
+        default: "512",
+        help: "WebSocket connections open at once from one client IP; past it the upgrade gets 429 `too_many_connections`",
+    },
+    Setting {
+        var: "MATCHD_MAX_CONNS_PER_PLAYER",
+        default: "4",
+        help: "WebSocket connections open at once with one player's sessions (so also the seats one player can hold through live sockets); past it 429 `too_many_connections`",
+    },
+    Setting {
+        var: "MATCHD_CONN_FRAMES_PER_SEC",
+        default: "120",
+        help: "frames one connection may send per second (also the burst; 0: no limit); over it `rejected rate_limited` (actions, queries) or `error rate_limited`, and after a second's worth of refused frames within 10 s, `error rate_limited` and close 1008",
+    },
+    Setting {
+        var: "MATCHD_CONN_BYTES_PER_SEC",
+        default: "262144",
+        help: "bytes one connection may send per second (0: no limit); the bucket always holds one message of `MATCHD_MAX_MESSAGE_BYTES`; over it as for frames",
     },
     Setting {
         var: "MATCHD_TRUSTED_PROXIES",
@@ -411,6 +482,9 @@ impl Config {
         let node_id = get("MATCHD_NODE_ID").unwrap_or_else(|| {
             format!("node-{:06x}", matchd_actors::util::random_u64() & 0xff_ffff)
         });
+        let u32_of = |var, default: u32| -> Result<u32, ConfigError> {
+            Ok(num(var, u64::from(default))?.min(u64::from(u32::MAX)) as u32)
+        };
         let engine = EngineConfig {
             node_id,
             arbiters: size("MATCHD_ARBITERS", d.arbiters)?,
@@ -429,6 +503,8 @@ impl Config {
             max_outbound_bytes: size("MATCHD_MAX_OUTBOUND_BYTES", d.max_outbound_bytes)?,
             max_matches: size("MATCHD_MAX_MATCHES", d.max_matches)?,
             history_backlog: size("MATCHD_HISTORY_BACKLOG", d.history_backlog)?,
+            frames_per_sec: u32_of("MATCHD_CONN_FRAMES_PER_SEC", d.frames_per_sec)?,
+            bytes_per_sec: u32_of("MATCHD_CONN_BYTES_PER_SEC", d.bytes_per_sec)?,
         };
         let w = WriterConfig::default();
         let fsync_ms = num("MATCHD_JOURNAL_FSYNC_MS", 1000)?;
@@ -441,7 +517,26 @@ impl Config {
             },
         )?;
         let database_url = get("DATABASE_URL");
+        let auth_name = get("MATCHD_AUTH").unwrap_or_else(|| "anonymous".into());
+        let auth = crate::identity::AuthMode::parse(&auth_name).ok_or(ConfigError::Invalid {
+            var: "MATCHD_AUTH",
+            value: auth_name.clone(),
+            expected: "identity mode (anonymous, jwt or both)",
+        })?;
+        let rate_anonymous = match get("MATCHD_RATE_ANONYMOUS").as_deref() {
+            None => auth == crate::identity::AuthMode::Anonymous,
+            Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "MATCHD_RATE_ANONYMOUS",
+                    value: other.into(),
+                    expected: "switch (on or off)",
+                })
+            }
+        };
         let persist = WriterConfig {
+            rate_anonymous,
             database_url: database_url.clone(),
             data_dir: get("MATCHD_DATA_DIR").map_or(w.data_dir, PathBuf::from),
             flush_ms: num("MATCHD_WRITER_FLUSH_MS", w.flush_ms)?,
@@ -487,6 +582,8 @@ impl Config {
                     sessions_per_min: per_min("MATCHD_RATE_SESSIONS_PER_MIN", d.sessions_per_min)?,
                     matches_per_min: per_min("MATCHD_RATE_MATCHES_PER_MIN", d.matches_per_min)?,
                     upgrades_per_min: per_min("MATCHD_RATE_UPGRADES_PER_MIN", d.upgrades_per_min)?,
+                    conns_per_ip: size("MATCHD_MAX_CONNS_PER_IP", d.conns_per_ip)?,
+                    conns_per_player: size("MATCHD_MAX_CONNS_PER_PLAYER", d.conns_per_player)?,
                     trusted_proxies: crate::limits::parse_proxies(&raw).map_err(|_| {
                         ConfigError::Invalid {
                             var: "MATCHD_TRUSTED_PROXIES",
@@ -511,6 +608,16 @@ impl Config {
             lease_ttl_ms: num("MATCHD_LEASE_TTL_MS", 5_000)?,
             snapshot_ms: num("MATCHD_SNAPSHOT_MS", 2_000)?,
             session_ttl_ms: num("MATCHD_SESSION_TTL_MS", 86_400_000)?,
+            session_max_age_ms: num("MATCHD_SESSION_MAX_AGE_MS", 7 * 86_400_000)?,
+            auth,
+            jwt: crate::identity::JwtConfig {
+                secret: get("MATCHD_JWT_SECRET"),
+                public_key_file: get("MATCHD_JWT_PUBLIC_KEY_FILE").map(PathBuf::from),
+                jwks_file: get("MATCHD_JWT_JWKS_FILE").map(PathBuf::from),
+                audience: get("MATCHD_JWT_AUDIENCE"),
+                issuer: get("MATCHD_JWT_ISSUER"),
+                leeway_s: num("MATCHD_JWT_LEEWAY_S", 30)?,
+            },
         };
         config.validate()?;
         Ok(config)
@@ -532,6 +639,10 @@ impl Config {
             ("MATCHD_LEASE_TTL_MS", self.lease_ttl_ms as usize),
             ("MATCHD_SNAPSHOT_MS", self.snapshot_ms as usize),
             ("MATCHD_SESSION_TTL_MS", self.session_ttl_ms as usize),
+            (
+                "MATCHD_SESSION_MAX_AGE_MS",
+                self.session_max_age_ms as usize,
+            ),
             ("MATCHD_MAX_OUTBOUND_BYTES", e.max_outbound_bytes),
             ("MATCHD_MAX_MATCHES", e.max_matches),
             ("MATCHD_MAX_SESSIONS", self.max_sessions),
@@ -557,6 +668,8 @@ impl Config {
                 self.limits.upgrades_per_min as usize,
             ),
             ("MATCHD_HISTORY_BACKLOG", e.history_backlog),
+            ("MATCHD_MAX_CONNS_PER_IP", self.limits.conns_per_ip),
+            ("MATCHD_MAX_CONNS_PER_PLAYER", self.limits.conns_per_player),
             ("MATCHD_WRITER_RETRIES", self.persist.retries as usize),
             ("MATCHD_WRITER_BACKOFF_MS", self.persist.backoff_ms as usize),
             ("MATCHD_DB_POOL_SIZE", self.persist.pool_size),
@@ -576,6 +689,11 @@ impl Config {
                     "{var} must be greater than 0"
                 )));
             }
+        }
+        if self.auth.jwt() && !self.jwt.has_keys() {
+            return Err(ConfigError::Inconsistent(
+                "MATCHD_AUTH=jwt or both needs MATCHD_JWT_SECRET, MATCHD_JWT_PUBLIC_KEY_FILE or MATCHD_JWT_JWKS_FILE".into(),
+            ));
         }
         if e.heartbeat_ms >= e.client_timeout_ms {
             return Err(ConfigError::Inconsistent(format!(

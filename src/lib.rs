@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod identity;
 pub mod limits;
 pub mod origins;
 pub mod routes;

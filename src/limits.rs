@@ -8,9 +8,14 @@
 //! IP is read from `X-Forwarded-For` only when the peer is one of
 //! `MATCHD_TRUSTED_PROXIES`, else a client could pose as many.
 
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
+
+use dashmap::DashMap;
+use matchd_protocol::PlayerId;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -40,6 +45,10 @@ pub struct LimitsConfig {
     pub sessions_per_min: u32,
     pub matches_per_min: u32,
     pub upgrades_per_min: u32,
+    /// WebSocket connections open at once per client IP.
+    pub conns_per_ip: usize,
+    /// WebSocket connections open at once per player.
+    pub conns_per_player: usize,
     pub trusted_proxies: Vec<IpAddr>,
 }
 
@@ -49,6 +58,8 @@ impl Default for LimitsConfig {
             sessions_per_min: 120,
             matches_per_min: 120,
             upgrades_per_min: 300,
+            conns_per_ip: 512,
+            conns_per_player: 4,
             trusted_proxies: Vec::new(),
         }
     }
@@ -59,6 +70,67 @@ pub struct Limits {
     matches: DefaultKeyedRateLimiter<IpAddr>,
     upgrades: DefaultKeyedRateLimiter<IpAddr>,
     trusted: Vec<IpAddr>,
+    per_ip: Counted<IpAddr>,
+    per_player: Counted<PlayerId>,
+}
+
+/// Which concurrency cap refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crowded {
+    Ip,
+    Player,
+}
+
+/// Open things per key, capped; entries leave the map when their count
+/// drops to zero, so it holds only keys with something open.
+struct Counted<K: Hash + Eq> {
+    counts: Arc<DashMap<K, usize>>,
+    cap: usize,
+}
+
+impl<K: Hash + Eq + Copy + Send + Sync + 'static> Counted<K> {
+    fn new(cap: usize) -> Self {
+        Self {
+            counts: Arc::default(),
+            cap,
+        }
+    }
+
+    fn acquire(&self, key: K) -> Option<Slot<K>> {
+        let mut n = self.counts.entry(key).or_insert(0);
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            counts: self.counts.clone(),
+            key,
+        })
+    }
+}
+
+/// One open thing of a [`Counted`] key; dropping it closes it.
+struct Slot<K: Hash + Eq + Copy> {
+    counts: Arc<DashMap<K, usize>>,
+    key: K,
+}
+
+impl<K: Hash + Eq + Copy> Drop for Slot<K> {
+    fn drop(&mut self) {
+        if let dashmap::Entry::Occupied(mut e) = self.counts.entry(self.key) {
+            *e.get_mut() = e.get().saturating_sub(1);
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+}
+
+/// A connection's places in the per-IP and per-player caps, released when
+/// it is dropped (the connection actor holds it for its lifetime).
+pub struct ConnSlots {
+    _ip: Option<Slot<IpAddr>>,
+    _player: Slot<PlayerId>,
 }
 
 fn quota(per_min: u32) -> Quota {
@@ -72,7 +144,27 @@ impl Limits {
             matches: RateLimiter::keyed(quota(cfg.matches_per_min)),
             upgrades: RateLimiter::keyed(quota(cfg.upgrades_per_min)),
             trusted: cfg.trusted_proxies.clone(),
+            per_ip: Counted::new(cfg.conns_per_ip),
+            per_player: Counted::new(cfg.conns_per_player),
         }
+    }
+
+    /// A place for one more connection of `player` from `ip` (no IP: only
+    /// the player's cap applies), or which cap is full.
+    pub fn open_connection(
+        &self,
+        ip: Option<IpAddr>,
+        player: PlayerId,
+    ) -> Result<ConnSlots, Crowded> {
+        let ip_slot = match ip {
+            Some(ip) => Some(self.per_ip.acquire(ip).ok_or(Crowded::Ip)?),
+            None => None,
+        };
+        let player_slot = self.per_player.acquire(player).ok_or(Crowded::Player)?;
+        Ok(ConnSlots {
+            _ip: ip_slot,
+            _player: player_slot,
+        })
     }
 
     /// Takes one from `ip`'s budget of `what`; `Err(wait)` when it is spent.
@@ -152,6 +244,31 @@ mod tests {
             "another limit"
         );
         limits.sweep();
+    }
+
+    #[test]
+    fn connection_caps_count_open_connections_and_forget_closed_ones() {
+        let limits = Limits::new(&LimitsConfig {
+            conns_per_ip: 3,
+            conns_per_player: 2,
+            ..LimitsConfig::default()
+        });
+        let a = ip("10.0.0.1");
+        let one = limits.open_connection(Some(a), 1).expect("first");
+        let two = limits.open_connection(Some(a), 1).expect("second");
+        assert_eq!(
+            limits.open_connection(Some(a), 1).err(),
+            Some(Crowded::Player)
+        );
+        let three = limits.open_connection(Some(a), 2).expect("another player");
+        assert_eq!(limits.open_connection(Some(a), 3).err(), Some(Crowded::Ip));
+        assert!(limits.open_connection(Some(ip("10.0.0.2")), 3).is_ok());
+        drop(one);
+        let _four = limits.open_connection(Some(a), 1).expect("a slot freed");
+        drop((two, three));
+        drop(_four);
+        assert!(limits.per_ip.counts.is_empty(), "closed IPs are forgotten");
+        assert!(limits.per_player.counts.is_empty());
     }
 
     #[test]

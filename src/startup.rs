@@ -82,9 +82,16 @@ impl Application {
                 Some(Affinity::start(cfg, client.clone(), load).map_err(std::io::Error::other)?)
             }
         };
+        let verifier = if config.auth.jwt() {
+            let v = crate::identity::Verifier::new(&config.jwt).map_err(std::io::Error::other)?;
+            Some(Arc::new(v))
+        } else {
+            None
+        };
         let sessions = Sessions::new(
             config.max_sessions,
             Duration::from_millis(config.session_ttl_ms),
+            Duration::from_millis(config.session_max_age_ms),
         )
         .with_redis(redis.clone(), Keys::new(&config.redis_prefix));
         // Idle sessions leave memory even when nobody creates new ones.
@@ -133,6 +140,8 @@ impl Application {
             redis_keys: Keys::new(&config.redis_prefix),
             origins: origins.clone(),
             body_timeout: Duration::from_millis(config.body_timeout_ms),
+            auth: config.auth,
+            verifier,
             limits: limits.clone(),
         });
         if let Some(url) = &config.redis_url {

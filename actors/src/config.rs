@@ -44,6 +44,12 @@ pub struct EngineConfig {
     /// History records a match holds while the persistence writer's
     /// mailbox is full; past it the newest events are dropped (and counted).
     pub history_backlog: usize,
+    /// Frames one connection may send per second (also the burst); 0: no
+    /// limit. Over it: `rejected`/`error` `rate_limited`, and close 1008
+    /// when it persists (see [`crate::budget`]).
+    pub frames_per_sec: u32,
+    /// Bytes one connection may send per second; 0: no limit.
+    pub bytes_per_sec: u32,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +72,8 @@ impl Default for EngineConfig {
             max_outbound_bytes: 1024 * 1024,
             max_matches: 100_000,
             history_backlog: 10_000,
+            frames_per_sec: 120,
+            bytes_per_sec: 256 * 1024,
         }
     }
 }

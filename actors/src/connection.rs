@@ -6,7 +6,9 @@
 //! a match whose mailbox is full answers `busy` instead of growing memory.
 //! Every client mistake is answered with an `error` frame (see
 //! [`ConnError`]) and the connection stays open; only a frame over the size
-//! limit (1009), a protocol violation (1002) or a heartbeat timeout close it.
+//! limit (1009), a protocol violation (1002), a heartbeat timeout or a
+//! client that keeps sending over its frame budget (1008, see
+//! [`crate::budget`]) close it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use actix::prelude::*;
 use actix_web_actors::ws;
 use bytes::{Bytes, BytesMut};
 
+use crate::budget::{FrameBudget, Verdict};
 use crate::metrics::{self as m, FrameMetrics};
 use crate::node::{Engine, EngineError, LocateError, Located, MatchEntry};
 use crate::session::messages::{Act, Ask, Backlog, Disconnected, Join, JoinError, Leave, ToConn};
@@ -124,8 +127,16 @@ pub struct Connection {
     /// Whether this client has been told that the node drains.
     told_draining: bool,
     partial: Option<Partial>,
+    /// A fragmented message was dropped over budget: its remaining
+    /// fragments are ignored.
+    dropped_partial: bool,
     backlog: Arc<Backlog>,
     frames: FrameMetrics,
+    /// What this client may still send (frames and bytes per second).
+    budget: FrameBudget,
+    /// Held for the connection's lifetime and dropped with it: the caller's
+    /// slot in its concurrent-connection caps.
+    _permit: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl Connection {
@@ -137,7 +148,6 @@ impl Connection {
         Self {
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             player_id,
-            engine,
             encoding: if encoding.is_binary() {
                 binary
             } else {
@@ -150,9 +160,24 @@ impl Connection {
             awaiting: None,
             told_draining: false,
             partial: None,
+            dropped_partial: false,
             backlog: Arc::default(),
             frames: FrameMetrics::new(),
+            budget: FrameBudget::new(
+                engine.config().frames_per_sec,
+                engine.config().bytes_per_sec,
+                engine.config().max_message_bytes,
+            ),
+            _permit: None,
+            engine,
         }
+    }
+
+    /// Keeps `permit` until the connection ends (a slot of a concurrency
+    /// cap, released by its `Drop`).
+    pub fn with_permit(mut self, permit: Box<dyn std::any::Any + Send>) -> Self {
+        self._permit = Some(permit);
+        self
     }
 
     pub fn id(&self) -> u64 {
@@ -190,7 +215,13 @@ impl Connection {
         ctx.stop();
     }
 
-    fn on_frame(&mut self, ctx: &mut ws::WebsocketContext<Self>, data: Bytes, text: bool) {
+    fn on_frame(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        data: Bytes,
+        text: bool,
+        verdict: Verdict,
+    ) {
         let (decoded, enc) = if text {
             self.frames.in_json.increment(1);
             let decoded = match std::str::from_utf8(&data) {
@@ -203,10 +234,53 @@ impl Connection {
             (codec::decode_bincode(&data), self.binary)
         };
         self.encoding = enc;
-        match decoded {
-            Ok(msg) => self.on_message(ctx, msg, enc),
-            Err(e) => self.fail(ctx, e.into(), enc),
+        match (decoded, verdict) {
+            (Ok(msg), Verdict::Accept) => self.on_message(ctx, msg, enc),
+            (Err(e), Verdict::Accept) => self.fail(ctx, e.into(), enc),
+            (decoded, verdict) => self.over_budget(ctx, decoded.ok(), verdict, enc),
         }
+    }
+
+    /// A frame over this connection's budget: dropped, and answered with
+    /// `rejected rate_limited` (actions and queries, so the caller can tell
+    /// which) or `error rate_limited`; once it persists, `error
+    /// rate_limited` and close 1008. The match never sees the frame.
+    fn over_budget(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        msg: Option<ClientMsg>,
+        verdict: Verdict,
+        enc: Encoding,
+    ) {
+        metrics::counter!(m::RATE_LIMITED, "limit" => "frames").increment(1);
+        let cfg = self.engine.config();
+        let message = format!(
+            "over this connection's budget of {} frames and {} bytes per second; slow down",
+            cfg.frames_per_sec, cfg.bytes_per_sec
+        );
+        if verdict == Verdict::Close {
+            log::info!(conn_id = self.id, player_id = self.player_id; "client kept sending over its budget; closing");
+            let err = ServerMsg::Error {
+                code: "rate_limited".into(),
+                message,
+            };
+            self.send(ctx, &err, enc);
+            return self.close(ctx, ws::CloseCode::Policy, "rate limited");
+        }
+        let answer = match msg {
+            Some(ClientMsg::Action { client_seq, .. } | ClientMsg::Query { client_seq, .. }) => {
+                ServerMsg::Rejected {
+                    client_seq,
+                    code: "rate_limited".into(),
+                    message,
+                }
+            }
+            _ => ServerMsg::Error {
+                code: "rate_limited".into(),
+                message,
+            },
+        };
+        self.send(ctx, &answer, enc);
     }
 
     fn on_message(&mut self, ctx: &mut ws::WebsocketContext<Self>, msg: ClientMsg, enc: Encoding) {
@@ -451,13 +525,28 @@ impl Connection {
             actix_http::ws::Item::Continue(b) => (None, b, false),
             actix_http::ws::Item::Last(b) => (None, b, true),
         };
+        let verdict = self.budget.take(chunk.len());
+        if verdict != Verdict::Accept {
+            // The message is lost as a whole; its rest is ignored until a
+            // new first fragment.
+            self.partial = None;
+            self.dropped_partial = !last;
+            let enc = self.encoding;
+            return self.over_budget(ctx, None, verdict, enc);
+        }
         if let Some(text) = first_text {
+            self.dropped_partial = false;
             self.partial = Some(Partial {
                 text,
                 buf: BytesMut::new(),
             });
         }
         let Some(partial) = self.partial.as_mut() else {
+            if self.dropped_partial {
+                // The rest of a message dropped over budget.
+                self.dropped_partial = !last;
+                return;
+            }
             return self.close(
                 ctx,
                 ws::CloseCode::Protocol,
@@ -471,7 +560,8 @@ impl Connection {
         partial.buf.extend_from_slice(&chunk);
         if last {
             if let Some(p) = self.partial.take() {
-                self.on_frame(ctx, p.buf.freeze(), p.text);
+                // The budget was taken fragment by fragment.
+                self.on_frame(ctx, p.buf.freeze(), p.text, Verdict::Accept);
             }
         }
     }
@@ -530,10 +620,23 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Connection {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_seen = Instant::now();
         match item {
-            Ok(ws::Message::Text(t)) => self.on_frame(ctx, t.into_bytes(), true),
-            Ok(ws::Message::Binary(b)) => self.on_frame(ctx, b, false),
+            Ok(ws::Message::Text(t)) => {
+                let verdict = self.budget.take(t.len());
+                self.on_frame(ctx, t.into_bytes(), true, verdict)
+            }
+            Ok(ws::Message::Binary(b)) => {
+                let verdict = self.budget.take(b.len());
+                self.on_frame(ctx, b, false, verdict)
+            }
             Ok(ws::Message::Continuation(item)) => self.on_continuation(ctx, item),
-            Ok(ws::Message::Ping(b)) => ctx.pong(&b),
+            Ok(ws::Message::Ping(b)) => match self.budget.take(b.len()) {
+                Verdict::Accept => ctx.pong(&b),
+                Verdict::Refuse => {}
+                Verdict::Close => {
+                    let enc = self.encoding;
+                    self.over_budget(ctx, None, Verdict::Close, enc);
+                }
+            },
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Close(reason)) => {
                 ctx.close(reason);

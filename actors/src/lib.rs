@@ -6,7 +6,7 @@
 //! `tests/layers.rs`):
 //!
 //! 1. [`matchd_protocol`] (its own crate), then [`rules`], [`config`],
-//!    [`metrics`] and [`util`]: no actors, no I/O.
+//!    [`metrics`], [`util`] and [`budget`]: no actors, no I/O.
 //! 2. [`validation_cache`], [`history`] and [`cluster`]: the actors and
 //!    clients of one resource each (the cache, Postgres and the journal,
 //!    Redis). They never import a match, the node or a connection.
@@ -27,6 +27,7 @@
 //! receives every match's history. With Redis, every match keeps a
 //! [`cluster::replica`] copy so another node can take it over.
 
+pub mod budget;
 pub mod cluster;
 pub mod config;
 pub mod connection;

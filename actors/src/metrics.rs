@@ -54,6 +54,7 @@ pub const HANDOVERS: &str = "matchd_handovers_total";
 pub const CONTROL_MESSAGES: &str = "matchd_control_messages_total";
 pub const HISTORY_DROPPED: &str = "matchd_history_records_dropped_total";
 pub const RATE_LIMITED: &str = "matchd_rate_limited_total";
+pub const TOKENS_REFUSED: &str = "matchd_tokens_refused_total";
 
 /// Every metric name above; the README's metrics table must list each one.
 pub const ALL: &[&str] = &[
@@ -104,6 +105,7 @@ pub const ALL: &[&str] = &[
     CONTROL_MESSAGES,
     HISTORY_DROPPED,
     RATE_LIMITED,
+    TOKENS_REFUSED,
 ];
 
 /// Registers help texts with whatever recorder is installed.
@@ -242,7 +244,11 @@ pub fn describe() {
     );
     describe_counter!(
         RATE_LIMITED,
-        "HTTP requests refused with 429, by limit (sessions, matches, upgrades)"
+        "Requests refused with 429 and frames refused over a connection budget, by limit (sessions, matches, upgrades, connections_per_ip, connections_per_player, frames)"
+    );
+    describe_counter!(
+        TOKENS_REFUSED,
+        "JWTs refused, by reason (expired, invalid, wrong_audience, bad_subject)"
     );
     // Present from the start, so an alert on its first increase can fire.
     metrics::counter!(HISTORY_DROPPED).absolute(0);

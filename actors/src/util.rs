@@ -8,6 +8,21 @@ pub fn random_id() -> u64 {
     (random_u64() & ((1 << 53) - 1)).max(1)
 }
 
+/// Player ids below this belong to verified players (a studio's JWT);
+/// anonymous players get ids from `VERIFIED_ID_LIMIT..2^53`. Both stay
+/// exact in JSON.
+pub const VERIFIED_ID_LIMIT: u64 = 1 << 52;
+
+/// Whether `player` is a verified player's id.
+pub fn is_verified_player(player: u64) -> bool {
+    player < VERIFIED_ID_LIMIT
+}
+
+/// A random anonymous player id, in `VERIFIED_ID_LIMIT..2^53`.
+pub fn anonymous_player_id() -> u64 {
+    VERIFIED_ID_LIMIT | (random_u64() & (VERIFIED_ID_LIMIT - 1))
+}
+
 /// 64 random bits from the operating system, or `None` if it fails: for
 /// secrets (session tokens), which must fail closed.
 pub fn try_random_u64() -> Option<u64> {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// The engine's top-level modules by layer: a module may import itself and
 /// every module of a lower layer; not the other modules of its own layer.
 const LAYERS: &[&[&str]] = &[
-    &["rules", "config", "metrics", "util"],
+    &["rules", "config", "metrics", "util", "budget"],
     &["validation_cache", "history", "cluster"],
     &["session"],
     &["node"],

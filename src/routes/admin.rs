@@ -88,6 +88,9 @@ pub(super) async fn admin_kick(
             "reason must be 1 to {MAX_KICK_REASON} bytes"
         )));
     }
+    // Sessions in Redis first, so no node can resolve one again once the
+    // control message has dropped the copies in memory.
+    state.sessions.revoke_player_shared(player_id).await;
     control(&state, ControlMsg::Kick { player_id, reason }).await
 }
 

@@ -30,6 +30,12 @@ pub enum ApiError {
     DatabaseUnavailable,
     #[error("a valid session token is required (Authorization: Bearer or ?token=)")]
     Unauthorized,
+    #[error("{0}")]
+    BadToken(crate::identity::TokenError),
+    #[error("this node takes no JWTs (MATCHD_AUTH=anonymous)")]
+    JwtDisabled,
+    #[error("this node admits verified players only: send Authorization: Bearer <JWT of the game's auth service>")]
+    VerifiedOnly,
     #[error("unknown encoding {0:?}; use json or bincode")]
     InvalidEncoding(String),
     #[error("unsupported protocol version {0:?}; this node speaks 1 to 2")]
@@ -45,6 +51,9 @@ pub enum ApiError {
     /// Over a rate limit; retry after this many seconds.
     #[error("too many requests; retry after {0} s")]
     RateLimited(u64),
+    /// A concurrent-connection cap is full.
+    #[error("too many connections open from {0}; close one first")]
+    TooManyConnections(&'static str),
     #[error("no secure random source; try again later")]
     NoEntropy,
     #[error("{0}")]
@@ -74,6 +83,10 @@ impl ApiError {
             ApiError::DatabaseNotConfigured => "database_not_configured",
             ApiError::DatabaseUnavailable => "database_unavailable",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::BadToken(crate::identity::TokenError::Expired) => "token_expired",
+            ApiError::BadToken(_) => "invalid_token",
+            ApiError::JwtDisabled => "jwt_disabled",
+            ApiError::VerifiedOnly => "verified_only",
             ApiError::InvalidEncoding(_) => "invalid_encoding",
             ApiError::InvalidProtocol(_) => "invalid_protocol",
             ApiError::WebSocketRequired => "websocket_required",
@@ -81,6 +94,7 @@ impl ApiError {
             ApiError::BodyTooLarge(_) => "body_too_large",
             ApiError::BodyTimeout => "body_timeout",
             ApiError::RateLimited(_) => "rate_limited",
+            ApiError::TooManyConnections(_) => "too_many_connections",
             ApiError::NoEntropy => "entropy_unavailable",
             ApiError::Engine(e) => e.code(),
             ApiError::Redis(e) => e.code(),
@@ -134,12 +148,18 @@ impl ResponseError for ApiError {
             ApiError::MatchNotFound(_) | ApiError::PlayerNotFound(_) | ApiError::NotFound => {
                 StatusCode::NOT_FOUND
             }
-            ApiError::Unauthorized | ApiError::BadAdminKey => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized
+            | ApiError::BadAdminKey
+            | ApiError::BadToken(_)
+            | ApiError::JwtDisabled
+            | ApiError::VerifiedOnly => StatusCode::UNAUTHORIZED,
             ApiError::AdminDisabled | ApiError::OriginNotAllowed => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_) | ApiError::TooManyConnections(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::NoEntropy
             | ApiError::Redis(_)
             | ApiError::Engine(_)
@@ -150,8 +170,14 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status_code());
-        if let ApiError::RateLimited(secs) = self {
-            res.insert_header(("Retry-After", secs.to_string()));
+        match self {
+            ApiError::RateLimited(secs) => {
+                res.insert_header(("Retry-After", secs.to_string()));
+            }
+            ApiError::TooManyConnections(_) => {
+                res.insert_header(("Retry-After", "1"));
+            }
+            _ => {}
         }
         res.json(ErrorBody {
             error: ErrorDetail {

@@ -63,6 +63,10 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// Per-client-IP rate limits.
     pub limits: std::sync::Arc<crate::limits::Limits>,
+    /// Which identities this node accepts (`MATCHD_AUTH`).
+    pub auth: crate::identity::AuthMode,
+    /// The JWT checker; `None` when `MATCHD_AUTH=anonymous`.
+    pub verifier: Option<std::sync::Arc<crate::identity::Verifier>>,
 }
 
 /// The read pool of one HTTP worker (`DATABASE_READ_URL`, else
@@ -158,6 +162,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }));
 }
 
+/// The request's client IP (see [`crate::limits::Limits::client_ip`]).
+pub(crate) fn client_ip(state: &AppState, req: &HttpRequest) -> Option<std::net::IpAddr> {
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    state
+        .limits
+        .client_ip(req.peer_addr().map(|a| a.ip()), forwarded)
+}
+
 /// Takes one from the request's client IP budget of `what`; 429
 /// `rate_limited` with `Retry-After` when it is spent.
 pub(crate) fn rate_limit(
@@ -165,14 +180,7 @@ pub(crate) fn rate_limit(
     req: &HttpRequest,
     what: crate::limits::Limit,
 ) -> Result<(), ApiError> {
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let Some(ip) = state
-        .limits
-        .client_ip(req.peer_addr().map(|a| a.ip()), forwarded)
-    else {
+    let Some(ip) = client_ip(state, req) else {
         return Ok(());
     };
     state.limits.check(what, ip).map_err(|wait| {
@@ -188,21 +196,41 @@ pub(crate) struct TokenQuery {
     pub(crate) token: Option<String>,
 }
 
-/// The player of a request's session token (`Authorization: Bearer`, else
-/// `?token=`), known here or, with Redis, made on another node.
+/// The token of `Authorization: Bearer`, if any.
+pub(crate) fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The player a JWT proves; 401 with the reason when it proves nothing,
+/// or when this node takes no JWTs.
+pub(crate) fn verify_jwt(
+    state: &AppState,
+    token: &str,
+) -> Result<crate::identity::Verified, ApiError> {
+    let verifier = state.verifier.as_ref().ok_or(ApiError::JwtDisabled)?;
+    verifier.verify(token).map_err(|e| {
+        metrics::counter!(m::TOKENS_REFUSED, "reason" => e.label()).increment(1);
+        ApiError::BadToken(e)
+    })
+}
+
+/// The player of a request's token (`Authorization: Bearer`, else
+/// `?token=`): a session token known here or, with Redis, made on another
+/// node; or (`MATCHD_AUTH=jwt|both`) a studio's JWT itself.
 pub(crate) async fn authenticate(
     state: &AppState,
     req: &HttpRequest,
     query: Option<&str>,
 ) -> Result<PlayerId, ApiError> {
-    let token = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .or(query)
-        .ok_or(ApiError::Unauthorized)?;
+    let token = bearer(req).or(query).ok_or(ApiError::Unauthorized)?;
+    if state.verifier.is_some() && crate::identity::looks_like_jwt(token) {
+        return verify_jwt(state, token).map(|v| v.player_id);
+    }
     state
         .sessions
         .player_shared(token)

@@ -1,31 +1,52 @@
-//! `/v1/sessions`: create a session (its token and player id), and where
-//! the session's player holds a seat.
+//! `/v1/sessions`: create a session (its token and player id), anonymous
+//! or for the player a studio's JWT proves, and where the session's player
+//! holds a seat.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use matchd_actors::node::engine::Whereabouts;
 use serde::{Deserialize, Serialize};
 
-use super::{authenticate, rate_limit, ApiError, AppState, TokenQuery};
+use super::{authenticate, bearer, rate_limit, verify_jwt, ApiError, AppState, TokenQuery};
 use crate::limits::Limit;
 
 #[derive(Serialize, Deserialize)]
 pub struct SessionCreated {
     pub token: String,
     pub player_id: u64,
+    /// Whether a JWT proved the player (else the session is anonymous).
+    #[serde(default)]
+    pub verified: bool,
+    /// When the session ends at the latest (Unix ms).
+    #[serde(default)]
+    pub expires_at_ms: u64,
 }
 
+/// `POST /v1/sessions`: with `Authorization: Bearer <JWT>` a session of the
+/// verified player (`MATCHD_AUTH=jwt|both`), without one an anonymous
+/// session (`MATCHD_AUTH=anonymous|both`).
 pub(super) async fn create_session(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     rate_limit(&state, &req, Limit::Sessions)?;
-    let s = state.sessions.create_shared().await.map_err(|e| {
-        log::error!("no session made: {e}");
-        ApiError::NoEntropy
-    })?;
+    let verified = match bearer(&req) {
+        Some(token) => Some(verify_jwt(&state, token)?),
+        None if state.auth.anonymous() => None,
+        None => return Err(ApiError::VerifiedOnly),
+    };
+    let s = state
+        .sessions
+        .create_shared(verified.map(|v| (v.player_id, v.expires_at)))
+        .await
+        .map_err(|e| {
+            log::error!("no session made: {e}");
+            ApiError::NoEntropy
+        })?;
     Ok(HttpResponse::Created().json(SessionCreated {
         token: s.token,
         player_id: s.player_id,
+        verified: verified.is_some(),
+        expires_at_ms: s.expires_at_ms,
     }))
 }
 

@@ -8,8 +8,8 @@ use matchd_actors::connection::Connection;
 use matchd_protocol::codec::Encoding;
 use serde::Deserialize;
 
-use super::{authenticate, rate_limit, ApiError, AppState};
-use crate::limits::Limit;
+use super::{authenticate, client_ip, rate_limit, ApiError, AppState};
+use crate::limits::{Crowded, Limit};
 
 #[derive(Deserialize)]
 pub(super) struct WsQuery {
@@ -55,7 +55,19 @@ pub(super) async fn websocket(
     if ws::handshake(&req).is_err() {
         return Err(ApiError::WebSocketRequired.into());
     }
-    let actor = Connection::new(state.engine.clone(), player_id, encoding, protocol);
+    let slots = state
+        .limits
+        .open_connection(client_ip(&state, &req), player_id)
+        .map_err(|crowded| {
+            let (label, whom) = match crowded {
+                Crowded::Ip => ("connections_per_ip", "this address"),
+                Crowded::Player => ("connections_per_player", "this player"),
+            };
+            metrics::counter!(matchd_actors::metrics::RATE_LIMITED, "limit" => label).increment(1);
+            ApiError::TooManyConnections(whom)
+        })?;
+    let actor = Connection::new(state.engine.clone(), player_id, encoding, protocol)
+        .with_permit(Box::new(slots));
     ws::WsResponseBuilder::new(actor, &req, stream)
         .frame_size(state.engine.config().max_frame_bytes)
         .start()

@@ -122,7 +122,12 @@ export interface StatusChange {
 export interface ClientOptions {
   /** A node's HTTP base URL, e.g. "http://127.0.0.1:8080" (a load balancer in production). */
   url: string;
-  /** A session token the game's own auth issued; default: an anonymous session (POST /v1/sessions). */
+  /**
+   * A session token, or the JWT the game's auth service signed for this player
+   * (nodes with MATCHD_AUTH=jwt|both accept it as the token directly; give a fresh
+   * one before it expires, since a refused token is not retried). Default: an
+   * anonymous session (POST /v1/sessions).
+   */
   token?: string;
   /** Default "json". */
   encoding?: Encoding;

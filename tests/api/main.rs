@@ -7,6 +7,8 @@ mod doubles;
 mod drain;
 mod heartbeat;
 mod http;
+mod identity;
+mod limits;
 mod panics;
 mod persistence;
 mod pg;

@@ -426,6 +426,43 @@ async fn a_full_tactics_match_lands_with_every_event_once_and_the_stats() {
 }
 
 #[actix_rt::test]
+async fn anonymous_players_are_not_rated_when_only_verified_ones_count() {
+    let pg = TestPg::start();
+    let url = pg.url();
+    let app = spawn_app_with(
+        |c| {
+            c.persist.database_url = Some(url.clone());
+            c.read_database_url = Some(matchd::config::Secret(url.clone()));
+            // What MATCHD_AUTH=jwt|both defaults to (MATCHD_RATE_ANONYMOUS=off).
+            c.persist.rate_anonymous = false;
+        },
+        Catalog::builtin(),
+    );
+    let (id, [a, d], _, _) = play_tactics(&app.base).await;
+    let db = pg.client().await;
+    await_ended(&db, id).await;
+    // The result and who played are history; no rating or stats moved.
+    let (status, body) = get(&app.base, &format!("/v1/matches/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["players"].as_array().map(Vec::len), Some(2), "{body}");
+    let ids = vec![a.player_id as i64, d.player_id as i64];
+    let rated: i64 = db
+        .query_one(
+            "SELECT count(*) FROM player_stats WHERE player_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(rated, 0, "anonymous players farm no rating");
+    let (status, body) = get(&app.base, &format!("/v1/players/{}/stats", a.player_id)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("player_not_found"))
+    );
+}
+
+#[actix_rt::test]
 async fn a_postgres_outage_in_busy_matches_loses_and_duplicates_nothing() {
     let pg = TestPg::start();
     let url = pg.url();
@@ -437,6 +474,8 @@ async fn a_postgres_outage_in_busy_matches_loses_and_duplicates_nothing() {
             c.persist.backoff_ms = 10;
             c.persist.db_timeout_ms = 1000;
             c.engine.empty_match_timeout_ms = 100;
+            // The players mark as fast as they can.
+            c.engine.frames_per_sec = 0;
         },
         Catalog::builtin(),
     );
@@ -520,6 +559,8 @@ impl Server {
             .env("MATCHD_WORKERS", "1")
             .env("MATCHD_ARBITERS", "1")
             .env("MATCHD_JOURNAL_FSYNC", "always")
+            // The players mark as fast as they can.
+            .env("MATCHD_CONN_FRAMES_PER_SEC", "0")
             .env("MATCHD_BREAKER_OPEN_MS", "200")
             .env("MATCHD_WRITER_BACKOFF_MS", "10")
             .env("MATCHD_DB_TIMEOUT_MS", "1000")

@@ -69,6 +69,12 @@ impl Keys {
         format!("{}session:{token}", self.prefix)
     }
 
+    /// The prefix of `{prefix}revoked:{player}`: when the player's sessions
+    /// were last revoked (Unix ms); sessions made before it are void.
+    pub fn revoked_sessions_of_key_prefix(&self) -> String {
+        format!("{}revoked:", self.prefix)
+    }
+
     /// The pub/sub channel of operator control messages.
     pub fn control(&self) -> String {
         format!("{}control", self.prefix)

@@ -68,6 +68,8 @@ impl StoreError {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub url: String,
+    /// Whether ratings and stats count for anonymous players too.
+    pub rate_anonymous: bool,
     pub pool_size: usize,
     /// Connect, pool wait and statement timeout.
     pub timeout: Duration,
@@ -77,6 +79,7 @@ pub struct StoreConfig {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    rate_anonymous: bool,
 }
 
 /// An ended (or live) match as stored.
@@ -156,7 +159,10 @@ impl Store {
             .recycle_timeout(Some(cfg.timeout))
             .build()
             .map_err(|e| StoreError::Config(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            rate_anonymous: cfg.rate_anonymous,
+        })
     }
 
     /// Applies pending migrations from `schema/`, each in its own
@@ -213,7 +219,7 @@ impl Store {
         let mut results = 0;
         for record in batch {
             if let Record::MatchEnded { .. } = record {
-                results += end_match(&tx, record).await? as usize;
+                results += end_match(&tx, record, self.rate_anonymous).await? as usize;
             }
         }
         tx.commit().await?;
@@ -398,6 +404,7 @@ ORDER BY rating DESC, player_id LIMIT $1";
 async fn end_match(
     tx: &deadpool_postgres::Transaction<'_>,
     record: &Record,
+    rate_anonymous: bool,
 ) -> Result<bool, StoreError> {
     let Record::MatchEnded {
         match_id,
@@ -457,6 +464,9 @@ async fn end_match(
     let rated: Vec<(u64, f64, Outcome)> = outcomes
         .iter()
         .filter(|o| o.outcome != Outcome::NoContest)
+        // Anonymous players are free to make: their games count only when
+        // the operator says so, else one person could farm a rating.
+        .filter(|o| rate_anonymous || crate::util::is_verified_player(o.player_id))
         .map(|o| {
             let r = *ratings.entry(o.player_id).or_insert(START_RATING);
             (o.player_id, r, o.outcome)

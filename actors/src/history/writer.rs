@@ -56,6 +56,9 @@ pub struct SpillWriter;
 pub struct WriterConfig {
     /// Postgres to write to; `None`: the journal is the store.
     pub database_url: Option<String>,
+    /// Whether ratings and win/loss stats count for anonymous players too
+    /// (else only for verified ones, see [`crate::util::is_verified_player`]).
+    pub rate_anonymous: bool,
     /// Directory of `journal.log` and `dead-letter.log`.
     pub data_dir: PathBuf,
     pub flush_ms: u64,
@@ -119,6 +122,7 @@ impl Default for WriterConfig {
             breaker_open_ms: 1000,
             retries: 3,
             backoff_ms: 50,
+            rate_anonymous: true,
         }
     }
 }
@@ -134,6 +138,7 @@ impl WriterConfig {
 
     pub fn store_config(&self, url: &str) -> StoreConfig {
         StoreConfig {
+            rate_anonymous: self.rate_anonymous,
             url: url.to_string(),
             pool_size: self.pool_size,
             timeout: Duration::from_millis(self.db_timeout_ms),
