@@ -60,28 +60,42 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 /// `matchd journal import [PATH]`: loads every valid entry of a journal into
-/// Postgres in batches. Idempotent: importing the same journal twice changes
-/// nothing. The file is left as it is (a torn tail is skipped, with a
-/// warning); delete or archive it once imported.
+/// Postgres in batches, reading the file one entry at a time (memory stays
+/// at one batch however large the file). Idempotent: importing the same
+/// journal twice changes nothing. The file is left as it is (damaged bytes
+/// are skipped, with a warning); delete or archive it once imported.
 pub async fn import_journal(config: &Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let path = path.unwrap_or_else(|| config.persist.journal_path());
     let store = store(config)?;
     store.migrate().await.context("running migrations")?;
-    let (entries, recovery) = journal::read_all::<Vec<Record>>(&path)
+    let mut entries = journal::Entries::<Vec<Record>>::open(&path)
         .with_context(|| format!("reading {}", path.display()))?;
     let batch = config.persist.batch_rows.max(1);
-    let records: Vec<Record> = entries.into_iter().flatten().collect();
-    let mut results = 0;
-    for chunk in records.chunks(batch) {
-        results += store.write(chunk).await.context("writing a batch")?.results;
+    let (mut pending, mut records, mut results) = (Vec::new(), 0u64, 0);
+    loop {
+        let next = entries.next();
+        let done = next.is_none();
+        if let Some(entry) = next {
+            pending.extend(entry.with_context(|| format!("reading {}", path.display()))?);
+        }
+        while pending.len() >= batch || (done && !pending.is_empty()) {
+            let chunk: Vec<Record> = pending.drain(..batch.min(pending.len())).collect();
+            results += store
+                .write(&chunk)
+                .await
+                .context("writing a batch")?
+                .results;
+            records += chunk.len() as u64;
+        }
+        if done {
+            break;
+        }
     }
     println!(
-        "imported {} records ({} entries, {} new results) from {}; skipped a torn tail of {} bytes",
-        records.len(),
-        recovery.entries,
-        results,
+        "imported {records} records ({} entries, {results} new results) from {}; skipped {} damaged bytes",
+        entries.entries,
         path.display(),
-        recovery.torn_bytes
+        entries.skipped_bytes
     );
     Ok(())
 }

@@ -44,6 +44,19 @@ impl Application {
         let listener = TcpListener::bind(&config.bind)?;
         let port = listener.local_addr()?.port();
         let metrics = telemetry::metrics_handle();
+        // Without a database the journal is the only store of history: a
+        // data directory that cannot be written is refused here rather than
+        // found out by losing records. With one, it is reported (/ready,
+        // matchd_journal_unwritable) and history goes to Postgres.
+        if let Err(e) = probe_data_dir(&config.persist.data_dir) {
+            let dir = config.persist.data_dir.display();
+            if config.persist.database_url.is_none() {
+                return Err(std::io::Error::other(format!(
+                    "MATCHD_DATA_DIR {dir} cannot be written ({e}); without DATABASE_URL the journal there is the only store of match history"
+                )));
+            }
+            log::error!("MATCHD_DATA_DIR {dir} cannot be written ({e}); history goes to Postgres only, with no journal to fall back on");
+        }
         // The writer first: matches hand it their history from their start.
         let (writer, writer_arbiter) = PersistenceWriter::start(config.persist.clone());
         // With Redis: one client, shared by the node registry, the match
@@ -358,4 +371,16 @@ pub fn raise_file_limit() {
         Ok(n) => log::info!(nofile = n; "open-files limit raised to the hard limit"),
         Err(e) => log::warn!("could not raise the open-files limit: {e}"),
     }
+}
+
+/// Whether `dir` takes a new file: made (if needed), written, synced and
+/// removed again.
+fn probe_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(".matchd-write-probe");
+    let mut f = std::fs::File::create(&probe)?;
+    let written = f.write_all(&[0u8; 4096]).and_then(|()| f.sync_all());
+    let _ = std::fs::remove_file(&probe);
+    written
 }

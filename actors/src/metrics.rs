@@ -55,6 +55,9 @@ pub const CONTROL_MESSAGES: &str = "matchd_control_messages_total";
 pub const HISTORY_DROPPED: &str = "matchd_history_records_dropped_total";
 pub const RATE_LIMITED: &str = "matchd_rate_limited_total";
 pub const TOKENS_REFUSED: &str = "matchd_tokens_refused_total";
+pub const JOURNAL_SKIPPED_BYTES: &str = "matchd_journal_skipped_bytes_total";
+pub const JOURNAL_BROKEN: &str = "matchd_journal_unwritable";
+pub const HISTORY_LOST: &str = "matchd_history_records_lost_total";
 
 /// Every metric name above; the README's metrics table must list each one.
 pub const ALL: &[&str] = &[
@@ -106,6 +109,9 @@ pub const ALL: &[&str] = &[
     HISTORY_DROPPED,
     RATE_LIMITED,
     TOKENS_REFUSED,
+    JOURNAL_SKIPPED_BYTES,
+    JOURNAL_BROKEN,
+    HISTORY_LOST,
 ];
 
 /// Registers help texts with whatever recorder is installed.
@@ -250,8 +256,23 @@ pub fn describe() {
         TOKENS_REFUSED,
         "JWTs refused, by reason (expired, invalid, wrong_audience, bad_subject)"
     );
+    describe_counter!(
+        JOURNAL_SKIPPED_BYTES,
+        Unit::Bytes,
+        "Damaged journal bytes skipped when the journal was opened (the damaged original is kept aside)"
+    );
+    describe_gauge!(
+        JOURNAL_BROKEN,
+        "1 while the journal cannot be written (unwritable or full data directory), else 0"
+    );
+    describe_counter!(
+        HISTORY_LOST,
+        "History records lost because neither Postgres nor the journal took them and the in-memory spill was full"
+    );
     // Present from the start, so an alert on its first increase can fire.
     metrics::counter!(HISTORY_DROPPED).absolute(0);
+    metrics::counter!(HISTORY_LOST).absolute(0);
+    metrics::gauge!(JOURNAL_BROKEN).set(0.0);
 }
 
 /// The handles a match touches per action or tick, resolved once per match.

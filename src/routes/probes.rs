@@ -15,8 +15,10 @@ pub(super) async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The database check of `/ready`: informational, it does not make the node
-/// unready, because matches go on and their history waits in the journal.
+/// The database check of `/ready`. Postgres being away does not make the
+/// node unready (matches go on and their history waits in the journal); the
+/// journal being broken too does (`history_at_risk`: history is only in
+/// memory, so new matches should go to another node).
 pub(super) async fn database_check(state: &AppState, reads: &Reads) -> serde_json::Value {
     let writer = state
         .writer
@@ -40,14 +42,18 @@ pub(super) async fn database_check(state: &AppState, reads: &Reads) -> serde_jso
         "configured": configured,
         "ok": configured && write_ok == Some(true) && read_ok != Some(false),
         "read_ok": read_ok,
-        "writer": writer.map(|w| serde_json::json!({
+        "writer": writer.as_ref().map(|w| serde_json::json!({
             "breaker": w.breaker.as_str(),
             "queue_depth": w.queue_depth,
             "journal_bytes_pending": w.journal_bytes_pending,
             "rows_written": w.rows_written,
             "rows_journaled": w.rows_journaled,
             "last_error": w.last_error,
+            "journal_error": w.journal_error,
+            "records_lost": w.records_lost,
         })),
+        "journal_ok": writer.as_ref().map(|w| w.journal_error.is_none()),
+        "history_at_risk": writer.as_ref().is_some_and(|w| w.at_risk()),
     })
 }
 
@@ -109,15 +115,25 @@ pub(super) async fn ready(state: web::Data<AppState>, reads: web::Data<Reads>) -
         ),
         Err(e) => (false, serde_json::json!({ "ok": false, "error": e.code() })),
     };
-    let ok = ok && !draining;
+    let database = database_check(&state, &reads).await;
+    let mut degraded = Vec::new();
+    if database["journal_ok"] == false {
+        degraded.push("journal_unwritable");
+    }
+    let at_risk = database["history_at_risk"] == true;
+    if at_risk {
+        degraded.push("history_in_memory_only");
+    }
+    let ok = ok && !draining && !at_risk;
     let body = serde_json::json!({
         "ready": ok,
         "draining": draining,
+        "degraded": degraded,
         "node_id": state.engine.node_id(),
         "uptime_s": state.started.elapsed().as_secs(),
         "checks": {
             "registry": detail,
-            "database": database_check(&state, &reads).await,
+            "database": database,
             "redis": redis_check(&state).await,
         },
     });

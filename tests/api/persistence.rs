@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use matchd::routes::{EventPage, MatchCreated, SessionCreated};
-use matchd_actors::history::journal::{FsyncPolicy, Journal};
+use matchd_actors::history::journal::{encode_entry, FsyncPolicy, Journal};
 use matchd_actors::history::record::Record;
 use matchd_actors::Catalog;
 use matchd_protocol::codec::Encoding;
@@ -680,7 +680,7 @@ fn sample_records(match_id: u64, events: u64) -> Vec<Record> {
 }
 
 #[actix_rt::test]
-async fn a_corrupt_journal_tail_is_skipped_and_the_rest_replayed() {
+async fn a_corrupt_journal_entry_is_skipped_and_the_rest_replayed() {
     let pg = TestPg::start();
     let data = TempDir::new("torn");
     let path = data.path().join("journal.log");
@@ -690,10 +690,10 @@ async fn a_corrupt_journal_tail_is_skipped_and_the_rest_replayed() {
         j.append(&sample_records(42, 5)).expect("append");
         j.append(&sample_records(43, 5)).expect("append");
     }
-    // Damage the last entry's payload and add half an entry after it.
+    // Damage the middle entry's payload and add half an entry at the end.
     let mut bytes = std::fs::read(&path).expect("read");
-    let n = bytes.len();
-    bytes[n - 3] ^= 0x55;
+    let first = encode_entry(&sample_records(41, 10)).expect("enc").len();
+    bytes[first + 12] ^= 0x55;
     bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3]);
     std::fs::write(&path, &bytes).expect("write");
 
@@ -708,9 +708,21 @@ async fn a_corrupt_journal_tail_is_skipped_and_the_rest_replayed() {
     );
     let db = pg.client().await;
     await_events(&db, 41, 10).await;
-    await_events(&db, 42, 5).await;
-    let (count, ..) = stored_seqs(&db, 43).await.expect("events");
+    await_events(&db, 43, 5).await;
+    let (count, ..) = stored_seqs(&db, 42).await.expect("events");
     assert_eq!(count, 0, "the corrupt entry is skipped, not guessed at");
+    // The damaged original is kept for an operator.
+    let kept: Vec<_> = std::fs::read_dir(data.path())
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("journal.log.damaged-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "the damaged journal is kept aside");
+    assert_eq!(std::fs::read(kept[0].path()).expect("kept"), bytes);
     eventually("the journal to be emptied", DB_WAIT, || async {
         let c = writer_check(&app.base).await;
         (c["writer"]["journal_bytes_pending"] == 0).then_some(())
@@ -768,4 +780,122 @@ async fn without_a_database_the_journal_keeps_history_for_a_later_import() {
     await_events(&db, id, last).await;
     assert_eq!(stats(&db, winner).await, (1, 0, 0, 1016.0));
     assert_eq!(stats(&db, loser).await, (0, 1, 0, 984.0));
+}
+
+/// Without a database the journal is the only store: a data directory that
+/// cannot be written is refused at start, with the reason.
+#[test]
+fn an_unwritable_data_dir_without_a_database_is_refused_at_start() {
+    let tmp = TempDir::new("unwritable");
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"not a directory").expect("write");
+    let child = Command::new(env!("CARGO_BIN_EXE_matchd"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MATCHD_DATA_DIR", file.join("data"))
+        .env("MATCHD_BIND", format!("127.0.0.1:{}", free_port()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("matchd runs");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(WAIT) else {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        panic!("the node started on an unwritable data directory");
+    };
+    let out = out.expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("MATCHD_DATA_DIR"), "{stderr}");
+}
+
+/// A full disk (the journal is /dev/full) while Postgres is away: matches
+/// play on, `/ready` says why it is not ready, history stays in a bounded
+/// in-memory spill whose overflow is counted, and what the spill kept
+/// reaches Postgres, gapless, once it is back.
+#[actix_rt::test]
+async fn a_full_disk_with_the_database_away_is_reported_bounded_and_counted() {
+    let pg = TestPg::init(); // down from the start
+    let data = TempDir::new("full");
+    std::os::unix::fs::symlink("/dev/full", data.path().join("journal.log")).expect("symlink");
+    let (url, dir) = (pg.url(), data.path().to_path_buf());
+    let app = spawn_app_with(
+        |c| {
+            c.persist.database_url = Some(url.clone());
+            c.read_database_url = Some(matchd::config::Secret(url.clone()));
+            c.persist.data_dir = dir.clone();
+            c.persist.batch_rows = 10;
+            c.persist.buffer_rows = 40;
+            c.persist.breaker_open_ms = 200;
+            c.persist.backoff_ms = 10;
+            c.persist.db_timeout_ms = 500;
+            c.engine.frames_per_sec = 0;
+        },
+        Catalog::builtin(),
+    );
+    let base = app.base.clone();
+    let mut players = vec![sandbox_player(&base).await];
+    let mut played = 0;
+    while played < 120 {
+        played += marks_for(&mut players, Duration::from_millis(200)).await;
+    }
+    // Every event reached the player: the match never waited for storage.
+    let (id, _, seen) = &players[0];
+    let last = seen.last_seq();
+    assert!(last as usize > played, "{last} events for {played} marks");
+
+    let ready = eventually("/ready to report the risk", DB_WAIT, || async {
+        let (status, body) = get(&base, "/ready").await;
+        let lost = body["checks"]["database"]["writer"]["records_lost"].as_u64()?;
+        (status == 503 && lost > 0).then_some(body)
+    })
+    .await;
+    let degraded = ready["degraded"].as_array().expect("degraded");
+    assert!(
+        degraded.contains(&Value::from("journal_unwritable")),
+        "{ready}"
+    );
+    assert!(
+        degraded.contains(&Value::from("history_in_memory_only")),
+        "{ready}"
+    );
+    assert!(
+        ready["checks"]["database"]["writer"]["journal_error"].is_string(),
+        "{ready}"
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("matchd_history_records_lost_total ")),
+        "{metrics}"
+    );
+
+    // Postgres is back: the spill drains into it; the node is ready again
+    // (still degraded: the journal stays unwritable).
+    pg.start_server();
+    let ready = eventually("the node to be ready again", DB_WAIT, || async {
+        let (status, body) = get(&base, "/ready").await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(
+        ready["degraded"],
+        serde_json::json!(["journal_unwritable"]),
+        "{ready}"
+    );
+    let db = pg.client().await;
+    let (count, distinct, min, max) = eventually("the spill in Postgres", DB_WAIT, || async {
+        let got = stored_seqs(&db, *id).await?;
+        (got.0 > 0).then_some(got)
+    })
+    .await;
+    // What was kept is each match's oldest history, without a gap; the
+    // newest records were the ones lost, and counted.
+    assert_eq!((min, distinct, max), (1, count, count), "a gapless prefix");
+    assert!((count as u64) < last, "the overflow was dropped, not kept");
 }

@@ -159,7 +159,24 @@ pub struct WriterStats {
     pub rows_written: u64,
     pub rows_journaled: u64,
     pub last_error: Option<String>,
+    /// Why the journal cannot be written (unwritable or full data
+    /// directory); `None` while it works.
+    pub journal_error: Option<String>,
+    /// Records lost because neither Postgres nor the journal took them and
+    /// the in-memory spill was full.
+    pub records_lost: u64,
 }
+
+impl WriterStats {
+    /// History is only in memory: the journal is broken and Postgres is not
+    /// taking writes (absent, or its breaker not closed).
+    pub fn at_risk(&self) -> bool {
+        self.journal_error.is_some() && (!self.database || self.breaker != BreakerState::Closed)
+    }
+}
+
+/// How often a broken journal is tried again.
+const JOURNAL_RETRY: Duration = Duration::from_secs(1);
 
 enum Source {
     /// From the in-memory buffer.
@@ -186,6 +203,11 @@ pub struct PersistenceWriter {
     last_error: Option<String>,
     shutting_down: Vec<oneshot::Sender<()>>,
     draining: bool,
+    /// Why the journal is not usable (logged once when it breaks).
+    journal_error: Option<String>,
+    /// When a broken journal was last tried.
+    journal_tried: Instant,
+    records_lost: u64,
 }
 
 impl PersistenceWriter {
@@ -200,14 +222,15 @@ impl PersistenceWriter {
     /// Opens the journal (recovering a torn tail) and builds the pool. Call
     /// on the thread that will run the actor.
     pub fn new(cfg: WriterConfig) -> Self {
-        let journal = match Journal::open(&cfg.journal_path(), cfg.fsync) {
+        let (journal, journal_error) = match Journal::open(&cfg.journal_path(), cfg.fsync) {
             Ok((j, recovery)) => {
                 note_recovery(&j, recovery);
-                Some(j)
+                (Some(j), None)
             }
             Err(e) => {
-                log::error!("cannot open the journal, match history is kept in memory only until the database answers: {e}");
-                None
+                log::error!("cannot open the journal; match history goes to the database, or to memory (at most MATCHD_WRITER_BUFFER_ROWS records) while the database is away: {e}");
+                metrics::gauge!(m::JOURNAL_BROKEN).set(1.0);
+                (None, Some(e.to_string()))
             }
         };
         let store =
@@ -241,6 +264,9 @@ impl PersistenceWriter {
             last_error: None,
             shutting_down: Vec::new(),
             draining: false,
+            journal_error,
+            journal_tried: Instant::now(),
+            records_lost: 0,
         }
     }
 
@@ -261,6 +287,8 @@ impl PersistenceWriter {
             rows_written: self.rows_written,
             rows_journaled: self.rows_journaled,
             last_error: self.last_error.clone(),
+            journal_error: self.journal_error.clone(),
+            records_lost: self.records_lost,
         }
     }
 
@@ -271,32 +299,72 @@ impl PersistenceWriter {
     }
 
     /// Appends records to the journal in entries of at most `batch_rows`.
-    /// On failure the records are kept (returned to the buffer).
+    /// On failure the records are kept (returned to the buffer, which
+    /// [`Self::bound_buffer`] keeps bounded).
     fn journal_append(&mut self, mut records: Vec<Record>) {
+        if self.journal.is_none() && self.journal_tried.elapsed() >= JOURNAL_RETRY {
+            self.journal_tried = Instant::now();
+            if let Ok((j, recovery)) = Journal::open(&self.cfg.journal_path(), self.cfg.fsync) {
+                note_recovery(&j, recovery);
+                self.journal = Some(j);
+            }
+        }
         let Some(journal) = self.journal.as_mut() else {
             // No journal: keep them in memory and hope for the database.
-            self.buffer.append(&mut records);
+            self.buffer.splice(0..0, records);
+            self.bound_buffer();
             return;
         };
         let mut done = 0;
         for part in records.chunks(self.cfg.batch_rows.max(1)) {
             if let Err(e) = journal.append(&part) {
-                log::error!(
-                    "journal append failed; keeping {} records in memory: {e}",
-                    records.len() - done
-                );
-                self.last_error = Some(e.to_string());
+                if self.journal_error.is_none() {
+                    log::error!(
+                        "journal append failed (unwritable or full data directory?); history stays in memory, at most MATCHD_WRITER_BUFFER_ROWS records, and goes to the database when it answers: {e}"
+                    );
+                    metrics::gauge!(m::JOURNAL_BROKEN).set(1.0);
+                }
+                self.journal_error = Some(e.to_string());
+                self.journal_tried = Instant::now();
                 self.buffer.splice(0..0, records.drain(done..));
+                self.bound_buffer();
                 return;
             }
             done += part.len();
             self.rows_journaled += part.len() as u64;
             metrics::counter!(m::JOURNAL_ROWS).increment(part.len() as u64);
         }
+        if self.journal_error.take().is_some() {
+            log::info!("the journal takes writes again");
+            metrics::gauge!(m::JOURNAL_BROKEN).set(0.0);
+        }
+    }
+
+    /// Keeps the in-memory buffer within `buffer_rows` when neither the
+    /// database nor the journal takes records: the newest ones past the
+    /// bound are dropped (each match's history keeps a gapless prefix),
+    /// counted and alerted on.
+    fn bound_buffer(&mut self) {
+        let cap = self.cfg.buffer_rows.max(1);
+        if self.buffer.len() > cap {
+            let lost = (self.buffer.len() - cap) as u64;
+            self.buffer.truncate(cap);
+            if self.records_lost == 0 {
+                log::error!("match history lost: neither the database nor the journal takes records and the in-memory spill is full (counted in matchd_history_records_lost_total)");
+            }
+            self.records_lost += lost;
+            metrics::counter!(m::HISTORY_LOST).increment(lost);
+        }
     }
 
     fn spill_buffer(&mut self) {
-        if self.buffer.is_empty() || self.journal.is_none() {
+        if self.buffer.is_empty() {
+            return;
+        }
+        // A broken journal is tried again once per JOURNAL_RETRY, not at
+        // every tick.
+        if self.journal_error.is_some() && self.journal_tried.elapsed() < JOURNAL_RETRY {
+            self.bound_buffer();
             return;
         }
         let all = std::mem::take(&mut self.buffer);
@@ -542,6 +610,7 @@ impl PersistenceWriter {
 fn note_recovery(journal: &Journal, recovery: Recovery) {
     if recovery.torn_bytes > 0 {
         metrics::counter!(m::JOURNAL_TORN).increment(1);
+        metrics::counter!(m::JOURNAL_SKIPPED_BYTES).increment(recovery.torn_bytes);
     }
     if recovery.entries > 0 {
         log::info!(path:% = journal.path().display(), entries = recovery.entries, bytes = recovery.valid_bytes; "journal holds match history not yet in Postgres");
@@ -589,6 +658,9 @@ impl Handler<Persist> for PersistenceWriter {
         self.buffer.extend(msg.0);
         if self.buffer.len() >= self.cfg.batch_rows {
             self.pump(ctx);
+        }
+        if self.journal_error.is_some() {
+            self.bound_buffer();
         }
     }
 }
