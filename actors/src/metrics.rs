@@ -58,6 +58,7 @@ pub const TOKENS_REFUSED: &str = "matchd_tokens_refused_total";
 pub const JOURNAL_SKIPPED_BYTES: &str = "matchd_journal_skipped_bytes_total";
 pub const JOURNAL_BROKEN: &str = "matchd_journal_unwritable";
 pub const HISTORY_LOST: &str = "matchd_history_records_lost_total";
+pub const FENCED_ACTIONS: &str = "matchd_fenced_actions_total";
 
 /// Every metric name above; the README's metrics table must list each one.
 pub const ALL: &[&str] = &[
@@ -112,6 +113,7 @@ pub const ALL: &[&str] = &[
     JOURNAL_SKIPPED_BYTES,
     JOURNAL_BROKEN,
     HISTORY_LOST,
+    FENCED_ACTIONS,
 ];
 
 /// Registers help texts with whatever recorder is installed.
@@ -268,6 +270,10 @@ pub fn describe() {
     describe_counter!(
         HISTORY_LOST,
         "History records lost because neither Postgres nor the journal took them and the in-memory spill was full"
+    );
+    describe_counter!(
+        FENCED_ACTIONS,
+        "Actions refused with match_recovering because the node could not renew the match's lease in time (fencing)"
     );
     // Present from the start, so an alert on its first increase can fire.
     metrics::counter!(HISTORY_DROPPED).absolute(0);

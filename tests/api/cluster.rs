@@ -33,6 +33,18 @@ struct Node {
 
 impl Node {
     async fn start(redis: &TestRedis, prefix: &str, id: &str, dir: &Path) -> Self {
+        Self::start_with(redis, prefix, id, dir, &[]).await
+    }
+
+    /// Like [`Node::start`], with extra environment (overriding the
+    /// defaults above).
+    async fn start_with(
+        redis: &TestRedis,
+        prefix: &str,
+        id: &str,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let log = std::fs::File::create(dir.join(format!("{id}.log"))).expect("log file");
         let data = dir.join(id);
@@ -56,6 +68,7 @@ impl Node {
             .env("MATCHD_ARBITERS", "1")
             .env("MATCHD_DRAIN_TIMEOUT_MS", "15000")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -154,6 +167,10 @@ struct Player {
     client_seq: u64,
     /// Events seen, in order.
     events: Vec<(u64, Event)>,
+    /// The seat this player holds, once joined.
+    seat: Option<u8>,
+    /// `(seat, client_seq)` of every event an action caused, in order.
+    acks: Vec<(u8, u64)>,
 }
 
 impl Player {
@@ -174,6 +191,8 @@ impl Player {
             seq: 0,
             client_seq: 0,
             events: Vec::new(),
+            seat: None,
+            acks: Vec::new(),
         }
     }
 
@@ -189,12 +208,24 @@ impl Player {
     /// Checks one message against the numbering so far.
     fn observe(&mut self, m: &ServerMsg) {
         match m {
-            ServerMsg::Event { seq, event, .. } => {
+            ServerMsg::Event {
+                seq,
+                event,
+                seat,
+                client_seq,
+                ..
+            } => {
                 assert_eq!(*seq, self.seq + 1, "events must be gap-free: {event:?}");
+                if let (Some(seat), Some(cs)) = (seat, client_seq) {
+                    self.acks.push((*seat, *cs));
+                }
                 self.seq = *seq;
                 self.events.push((*seq, event.clone()));
             }
-            ServerMsg::Joined { seq, .. } => self.seq = *seq,
+            ServerMsg::Joined { seq, seat, .. } => {
+                self.seq = *seq;
+                self.seat = Some(*seat);
+            }
             ServerMsg::Resumed { last_seq, .. } => assert_eq!(*last_seq, self.seq),
             ServerMsg::Ended { seq, .. } => assert_eq!(*seq, self.seq + 1),
             _ => {}
@@ -261,6 +292,33 @@ impl Player {
         .await
     }
 
+    /// Like [`Player::mark`], but a refusal is returned (its code), not a
+    /// failure; the event is recognised by its `client_seq`.
+    async fn try_mark(&mut self) -> Result<u64, String> {
+        self.client_seq += 1;
+        let mine = self.client_seq;
+        self.ws
+            .send(&ClientMsg::Action {
+                client_seq: mine,
+                action: Action::Mark { x: 1, y: 1 },
+            })
+            .await;
+        let me = self.seat;
+        self.recv_until(|m| match m {
+            ServerMsg::Event {
+                seq,
+                seat,
+                client_seq: Some(cs),
+                ..
+            } if *cs == mine && *seat == me => Some(Ok(*seq)),
+            ServerMsg::Rejected {
+                code, client_seq, ..
+            } if *client_seq == mine => Some(Err(code.clone())),
+            _ => None,
+        })
+        .await
+    }
+
     async fn act(&mut self, action: Action) {
         self.client_seq += 1;
         self.ws
@@ -316,6 +374,9 @@ impl Player {
                 ServerMsg::Error { code, .. }
                     if code == "match_recovering" || code == "redis_unavailable" =>
                 {
+                    // Ask again where it began (the load balancer, for a
+                    // real client): the owner may change meanwhile.
+                    base = start.clone();
                     actix_rt::time::sleep(Duration::from_millis(100)).await;
                 }
                 other => panic!("unexpected answer to resume: {other:?}"),
@@ -678,4 +739,199 @@ async fn operator_messages_reach_the_node_that_holds_the_target() {
     ));
     // The other player, on the other node, plays on.
     p1.mark().await;
+}
+
+/// Each player marks about 10 times a second on its own until `until`,
+/// reading everything that comes (the other's events too; every frame is
+/// checked for order by [`Player::observe`]). Returns the marks played and
+/// the refusals, by code.
+async fn play_through(players: &mut [Player; 2], until: Instant) -> (usize, Vec<String>) {
+    async fn one(p: &mut Player, until: Instant) -> (usize, Vec<String>) {
+        let mut tick = actix_rt::time::interval(Duration::from_millis(100));
+        let (mut n, mut refused) = (0, Vec::new());
+        while Instant::now() < until {
+            tick.tick().await;
+            match p.try_mark().await {
+                Ok(_) => n += 1,
+                Err(code) => refused.push(code),
+            }
+        }
+        (n, refused)
+    }
+    let [p1, p2] = players;
+    let ((a, mut ra), (b, rb)) = futures_util::join!(one(p1, until), one(p2, until));
+    ra.extend(rb);
+    (a + b, ra)
+}
+
+/// Redis stops for 3 s and comes back empty, under two players marking on
+/// a match of node B: every frame each member gets is in order with no
+/// gap or repeat (checked frame by frame), every mark is played once, and
+/// the match goes on. While Redis is away the match's frames wait for it
+/// (nobody sees an event Redis could not keep) and, past the fence
+/// deadline, actions are refused with `match_recovering`.
+#[actix_rt::test]
+async fn a_redis_restart_loses_no_event() {
+    let mut redis = TestRedis::start();
+    let dir = TempDir::new("cluster-redis-restart");
+    let defaults = [
+        ("MATCHD_LEASE_TTL_MS", "5000"),
+        ("MATCHD_SNAPSHOT_MS", "2000"),
+        ("MATCHD_NODE_TTL_MS", "5000"),
+    ];
+    let _a = Node::start_with(&redis, "t9:", "node-a", dir.path(), &defaults).await;
+    let b = Node::start_with(&redis, "t9:", "node-b", dir.path(), &defaults).await;
+    let mut p1 = Player::new(&b.base()).await;
+    let id = p1.join(None, Some("sandbox")).await;
+    let mut p2 = Player::new(&b.base()).await;
+    p2.join(Some(id), None).await;
+    let mut players = [p1, p2];
+    let at = |ms| Instant::now() + Duration::from_millis(ms);
+    let (before, refused) = play_through(&mut players, at(1000)).await;
+    assert!(before > 5 && refused.is_empty(), "{before} {refused:?}");
+    // The fault runs on its own schedule while both keep playing.
+    let outage = async {
+        redis.stop();
+        actix_rt::time::sleep(Duration::from_secs(3)).await;
+        redis.restart();
+    };
+    let ((), (during, refused_during)) =
+        futures_util::join!(outage, play_through(&mut players, at(4000)));
+    let (after, refused_after) = play_through(&mut players, at(4000)).await;
+    assert!(
+        after > 10,
+        "the match goes on: {after} marks after the restart"
+    );
+    for code in refused_during.iter().chain(&refused_after) {
+        assert_eq!(code, "match_recovering");
+    }
+    // Both members saw the same events: every played mark, once.
+    let last = players[0].seq.max(players[1].seq);
+    for p in players.iter_mut() {
+        p.catch_up(last).await;
+    }
+    let marks = |p: &Player| {
+        p.events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::Marked { .. }))
+            .count()
+    };
+    assert_eq!(marks(&players[0]), before + during + after);
+    // p2 joined after p1: its history is the end of p1's.
+    let (h1, h2) = (&players[0].events, &players[1].events);
+    assert_eq!(h2[..], h1[h1.len() - h2.len()..]);
+    eprintln!(
+        "redis restart: {before} marks before, {during} during ({} refused), {after} after ({} refused)",
+        refused_during.len(),
+        refused_after.len()
+    );
+    let _ = id;
+}
+
+/// A network partition between node B and Redis while the clients still
+/// reach B (a TCP proxy in between, cut and restored). B stops accepting
+/// actions before its lease can expire (`rejected match_recovering`); node
+/// A takes the match over only after that, from the copy in Redis; when the
+/// partition heals B learns it lost the lease and sends its players on. No
+/// event B made after the cut ever reaches anyone, and every client's
+/// history is one gapless timeline: two nodes never both play the match.
+#[actix_rt::test]
+async fn a_node_cut_off_from_redis_fences_itself_and_the_match_moves_without_a_split() {
+    use crate::support::TcpCut;
+    let redis = TestRedis::start();
+    let proxy = TcpCut::start(redis.port);
+    let dir = TempDir::new("cluster-partition");
+    let a = Node::start(&redis, "t10:", "node-a", dir.path()).await;
+    let via_proxy = proxy.url();
+    let b = Node::start_with(
+        &redis,
+        "t10:",
+        "node-b",
+        dir.path(),
+        &[("REDIS_URL", &via_proxy)],
+    )
+    .await;
+
+    let mut p1 = Player::new(&b.base()).await;
+    let id = p1.join(None, Some("sandbox")).await;
+    let mut p2 = Player::new(&b.base()).await;
+    p2.join(Some(id), None).await;
+    for _ in 0..3 {
+        let seq = p1.try_mark().await.expect("played");
+        p2.catch_up(seq).await;
+        let seq = p2.try_mark().await.expect("played");
+        p1.catch_up(seq).await;
+    }
+    let cut_cs = p1.client_seq;
+
+    proxy.cut();
+    let cut = Instant::now();
+    // p1 keeps acting on B; B must refuse once it cannot be sure of its lease.
+    let mut refused = false;
+    while !refused {
+        assert!(cut.elapsed() < FAILOVER_WAIT, "B never fenced the match");
+        p1.act(Action::Mark { x: 1, y: 1 }).await;
+        while let Ok(frame) =
+            actix_rt::time::timeout(Duration::from_millis(100), p1.ws.next()).await
+        {
+            match frame {
+                Ok(ServerMsg::Rejected { code, .. }) => {
+                    assert_eq!(code, "match_recovering");
+                    refused = true;
+                }
+                Ok(m) => p1.observe(&m),
+                Err(c) => panic!("B closed p1 during the partition: {c:?}"),
+            }
+        }
+    }
+    eprintln!("B fenced the match {:?} after the cut", cut.elapsed());
+
+    // p2 leaves B and resumes through A: refused while B's lease runs, then
+    // A rebuilds the match from Redis and plays it.
+    let (landed, _) = p2.resume(&a.base(), id, FAILOVER_WAIT).await;
+    assert_eq!(landed, a.base());
+    let taken_over = cut.elapsed();
+    let at_a = p2.try_mark().await.expect("A plays the match");
+    eprintln!("A took the match over {taken_over:?} after the cut (lease {TTL_MS} ms)");
+
+    // B still refuses: it cannot renew, so it cannot know it lost the match.
+    assert_eq!(p1.try_mark().await, Err("match_recovering".into()));
+
+    let b_last_cs = p1.client_seq;
+    // The partition heals: B learns another node holds the lease and
+    // tells p1 (`match_moved`); p1 resumes and lands on A.
+    proxy.restore();
+    let moved = loop {
+        match p1.ws.next().await {
+            Ok(ServerMsg::Error { code, .. }) => break code,
+            Ok(m) => p1.observe(&m),
+            Err(c) => panic!("closed without a reason: {c:?}"),
+        }
+    };
+    assert_eq!(moved, "match_moved");
+    let (landed, _) = p1.resume(&b.base(), id, FAILOVER_WAIT).await;
+    assert_eq!(landed, a.base(), "B redirects to the owner");
+    let last = p1.try_mark().await.expect("p1 plays on at A");
+    p2.catch_up(last).await;
+    assert!(last > at_a);
+
+    // One timeline: same event at every seq both saw, and nothing p1 sent
+    // to B after the cut ever became history.
+    let p2_by_seq: std::collections::BTreeMap<u64, &Event> =
+        p2.events.iter().map(|(s, e)| (*s, e)).collect();
+    for (seq, e) in &p1.events {
+        if let Some(other) = p2_by_seq.get(seq) {
+            assert_eq!(*other, e, "seq {seq} differs between the two clients");
+        }
+    }
+    let p1_seat = p1.seat.expect("seat");
+    let ghosts: Vec<&(u8, u64)> = p2
+        .acks
+        .iter()
+        .filter(|(seat, cs)| *seat == p1_seat && *cs > cut_cs && *cs <= b_last_cs)
+        .collect();
+    assert!(
+        ghosts.is_empty(),
+        "actions B took while cut off were played: {ghosts:?}"
+    );
 }

@@ -70,6 +70,8 @@ fn node(redis: &TestRedis, prefix: &str, id: &str) -> TestApp {
             c.redis_prefix = prefix;
             c.node_ttl_ms = 600;
             c.engine.node_id = id;
+            // Clients here mark as fast as they can.
+            c.engine.frames_per_sec = 0;
         },
         Catalog::builtin(),
     )
@@ -134,7 +136,9 @@ async fn nodes_register_expire_and_survive_a_redis_outage() {
         "the match holds its lease"
     );
 
-    // Redis down: the node says so, refuses only the node list, and plays on.
+    // Redis down: the node says so, refuses the node list and what needs
+    // Redis to be found, and holds the match's frames (nobody may see an
+    // event Redis could not keep) until Redis is back.
     redis.stop();
     eventually("the outage shows in /ready", WAIT, || async {
         let (status, body) = a.get_json("/ready").await;
@@ -146,11 +150,6 @@ async fn nodes_register_expire_and_survive_a_redis_outage() {
         (status, body["error"]["code"].as_str()),
         (503, Some("redis_unavailable"))
     );
-    for n in 2..5 {
-        let seq = q.mark(n).await;
-        assert_eq!(seq, q_seq + 1, "play goes on, numbered as before");
-        q_seq = seq;
-    }
     let id = a.create_match("sandbox").await;
     let mut p = a.player(Encoding::Json).await;
     // A match this node does not know needs Redis to be found: refused clearly.
@@ -161,7 +160,60 @@ async fn nodes_register_expire_and_survive_a_redis_outage() {
             message: "redis is unreachable; matches on other nodes cannot be reached now".into()
         }
     );
-    assert!(matches!(p.join(id).await, ServerMsg::Joined { .. }));
+    // Sent during the outage, answered once Redis has the match: played
+    // (before the fence deadline) or refused with `match_recovering` (after
+    // it; this outage outlasts the 5 s lease).
+    for n in 2..5 {
+        q.send(&ClientMsg::Action {
+            client_seq: n,
+            action: Action::Mark { x: 1, y: 1 },
+        })
+        .await;
+    }
+    p.send(&ClientMsg::Join {
+        match_id: Some(id),
+        ruleset: None,
+        max_seats: None,
+    })
+    .await;
+
+    // Redis back: the client reconnects by itself and the node registers again.
+    redis.restart();
+    eventually("node-a registered again", WAIT, || async {
+        (listed(&a).await == Some(vec!["node-a".into()])).then_some(())
+    })
+    .await;
+    let metrics = a.metrics().await;
+    assert!(
+        metrics.lines().any(|l| l.starts_with("matchd_redis_up 1")),
+        "{metrics}"
+    );
+    // ...the held frames arrive, in order, and both matches take their
+    // leases and write snapshots again.
+    for _ in 2..5 {
+        let played = q
+            .recv_until(|m| match m {
+                ServerMsg::Event {
+                    seq,
+                    event: Event::Marked { .. },
+                    ..
+                } => Some(Some(*seq)),
+                ServerMsg::Rejected { code, .. } if code == "match_recovering" => Some(None),
+                _ => None,
+            })
+            .await;
+        if let Some(seq) = played {
+            assert_eq!(seq, q_seq + 1, "played once, numbered as before, in order");
+            q_seq = seq;
+        }
+    }
+    match p.recv().await {
+        ServerMsg::Joined { .. } => {}
+        ServerMsg::Error { code, .. } if code == "match_recovering" => {
+            assert!(matches!(p.join(id).await, ServerMsg::Joined { .. }));
+        }
+        other => panic!("{other:?}"),
+    }
     p.send(&ClientMsg::Action {
         client_seq: 1,
         action: Action::Mark { x: 0, y: 0 },
@@ -178,19 +230,6 @@ async fn nodes_register_expire_and_survive_a_redis_outage() {
         .then_some(())
     })
     .await;
-
-    // Redis back: the client reconnects by itself and the node registers again.
-    redis.restart();
-    eventually("node-a registered again", WAIT, || async {
-        (listed(&a).await == Some(vec!["node-a".into()])).then_some(())
-    })
-    .await;
-    let metrics = a.metrics().await;
-    assert!(
-        metrics.lines().any(|l| l.starts_with("matchd_redis_up 1")),
-        "{metrics}"
-    );
-    // ...and both matches take their leases and write snapshots again.
     eventually("the matches replicated again", WAIT, || async {
         (owner(m0).as_deref() == Some("node-a") && owner(id).as_deref() == Some("node-a"))
             .then_some(())

@@ -22,8 +22,8 @@ impl MatchSession {
     /// Sends one frame to one member, or, when the match is replicated,
     /// holds it until its batch is in Redis.
     pub(super) fn send_to(&mut self, seat: usize, frame: Out) {
-        // The hot path: without replication (or while it is degraded) the
-        // frame goes out at once, with no second lookup of the member.
+        // The hot path: without replication the frame goes out at once,
+        // with no second lookup of the member.
         let Some(r) = self.repl.as_mut() else {
             return self.send_now(seat, frame);
         };
@@ -39,9 +39,7 @@ impl MatchSession {
             conn_id: *conn_id,
             frame,
         };
-        if let Some(Outgoing::Frame { frame, .. }) = r.sm.hold(item) {
-            self.send_now(seat, frame);
-        }
+        r.sm.hold(item);
     }
 
     /// A control message to a connection, in order with the frames.
@@ -51,12 +49,9 @@ impl MatchSession {
 
     /// Sends `item` now, or has replication hold it back.
     pub(super) fn out(&mut self, item: Outgoing) {
-        let item = match self.repl.as_mut() {
+        match self.repl.as_mut() {
             Some(r) => r.sm.hold(item),
-            None => Some(item),
-        };
-        if let Some(item) = item {
-            self.release(item);
+            None => self.release(item),
         }
     }
 

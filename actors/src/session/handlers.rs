@@ -25,6 +25,9 @@ impl Handler<Join> for MatchSession {
         if self.ended {
             return Err(JoinError::Ended);
         }
+        if self.fenced() {
+            return Err(JoinError::Recovering);
+        }
         let existing = self
             .seats
             .iter()
@@ -154,6 +157,20 @@ impl Handler<Act> for MatchSession {
         if self.ended {
             let r = Rejection::new("match_ended", "the match has ended");
             self.reject(msg.seat, msg.client_seq, r, msg.encoding);
+            return;
+        }
+        if self.fenced() {
+            metrics::counter!(m::FENCED_ACTIONS).increment(1);
+            // Not held behind the frames waiting for Redis: the refusal
+            // changes nothing in the match and must reach the client now.
+            self.metrics.rejected("match_recovering").increment(1);
+            let refusal = ServerMsg::Rejected {
+                client_seq: msg.client_seq,
+                code: "match_recovering".into(),
+                message: "this node cannot confirm with Redis that it still owns the match; retry shortly".into(),
+            };
+            self.send_now(usize::from(msg.seat), encode(&refusal, msg.encoding));
+            self.commit(ctx);
             return;
         }
         let action = msg.action;

@@ -49,6 +49,10 @@ pub enum JoinError {
     Ended,
     #[error("you hold no seat in this match")]
     NotMember,
+    #[error(
+        "the match's node cannot reach Redis to confirm it still owns the match; retry shortly"
+    )]
+    Recovering,
 }
 
 impl JoinError {
@@ -58,6 +62,7 @@ impl JoinError {
             JoinError::Closed => "match_closed",
             JoinError::Ended => "match_ended",
             JoinError::NotMember => "not_a_member",
+            JoinError::Recovering => "match_recovering",
         }
     }
 }

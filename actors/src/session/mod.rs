@@ -43,7 +43,7 @@ use crate::validation_cache::{CacheHandle, CacheKey};
 use history_out::HistoryOutbox;
 use messages::{Backlog, MatchInfo, MatchStopped, PlayerSeats, ToConn};
 use rebuild::Rebuilt;
-use replication::{Replication, Step, StopAfterWrite, Written};
+use replication::{Replication, Step, StopAfterWrite, Written, DEGRADED_RETRY};
 
 struct Member {
     player_id: PlayerId,
@@ -153,8 +153,9 @@ impl MatchSession {
             .replica
             .filter(|_| game.snapshot().is_some())
             .map(|replica| Repl {
+                sm: Replication::new(spec.id, Instant::now())
+                    .with_lease(Duration::from_millis(replica.config().lease_ttl_ms)),
                 replica,
-                sm: Replication::new(spec.id, Instant::now()),
             });
         Self {
             id: spec.id,
@@ -209,8 +210,10 @@ impl MatchSession {
         me.ring = rebuilt.ring;
         me.restored = true;
         if let Some(r) = me.repl.as_mut() {
+            let ttl = Duration::from_millis(r.replica.config().lease_ttl_ms);
             r.sm =
-                Replication::resumed(me.id, Instant::now(), rebuilt.batch_no, rebuilt.snap_batch);
+                Replication::resumed(me.id, Instant::now(), rebuilt.batch_no, rebuilt.snap_batch)
+                    .with_lease(ttl);
         }
         me
     }
@@ -389,8 +392,18 @@ impl MatchSession {
         }
     }
 
+    /// Whether this node cannot be sure it still holds the match's lease
+    /// (see [`replication`]): no action, join, tick or seat expiry then.
+    pub(super) fn fenced(&self) -> bool {
+        self.repl
+            .as_ref()
+            .is_some_and(|r| r.sm.fenced(Instant::now()))
+    }
+
     fn on_tick(&mut self, ctx: &mut Context<Self>) {
-        if self.ended {
+        if self.ended || self.fenced() {
+            // Fenced, the game's clock stops: another node may be taking
+            // the match over from the last copy.
             return;
         }
         let started = Instant::now();
@@ -581,7 +594,7 @@ impl MatchSession {
         if let Some(history) = self.history.as_mut() {
             history.retry();
         }
-        if self.ended {
+        if self.ended || self.fenced() {
             return;
         }
         let now = Instant::now();
@@ -663,7 +676,9 @@ impl Actor for MatchSession {
         if let Some(r) = &self.repl {
             let cfg = r.replica.config();
             let renew_every = Duration::from_millis((cfg.lease_ttl_ms / 3).max(10));
-            ctx.run_interval(renew_every, move |act, ctx| {
+            // Often enough for a degraded match's quicker retries.
+            let timer = renew_every.min(DEGRADED_RETRY);
+            ctx.run_interval(timer, move |act, ctx| {
                 let due = act
                     .repl
                     .as_mut()

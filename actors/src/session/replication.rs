@@ -10,12 +10,23 @@
 //!
 //! The rules:
 //! - Frames wait until the batch that made them is in Redis, so every event
-//!   a client has seen survives a failover. One write is in flight at a
-//!   time; what happens meanwhile goes into the next one.
-//! - A write that fails for want of Redis makes the match *degraded*: frames
-//!   go out at once, pending batches are dropped, and the next write is a
-//!   full snapshot (retried every renewal period) that covers what the
-//!   stream missed. A successful write ends the degraded mode.
+//!   a client has seen survives a failover, whatever happens to Redis or to
+//!   the node. One write is in flight at a time; what happens meanwhile
+//!   goes into the next one, and frames go out in the order they were made.
+//! - A write that fails for want of Redis (down, restarted empty, slower
+//!   than the command timeout, cut off) makes the match *degraded*: frames
+//!   keep waiting, pending batches are dropped, and the next write is a
+//!   full snapshot that covers what the stream missed, retried every
+//!   [`DEGRADED_RETRY`] at most. Its success ends the degraded mode and
+//!   releases everything held, in order.
+//! - Fencing (the split-brain rule): a node may accept actions for a match
+//!   only while its lease is certainly still its own, i.e. until the last
+//!   successful renewal (the time that write was *sent*) plus the lease TTL
+//!   minus a safety margin of a fifth of the TTL ([`Replication::fenced`]).
+//!   Redis starts the TTL when it runs the write, after it was sent, so the
+//!   lease cannot have expired in Redis, nor another node have taken it,
+//!   before this deadline. Past it the match answers `match_recovering`
+//!   and freezes until a write succeeds again.
 //! - A write refused because another node holds the lease means the match
 //!   moved: the frames held back never reach a client, and the match stops.
 //! - The lease is renewed every renewal period by a write of its own unless
@@ -31,6 +42,15 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::replica::{self, Batch, Input, MatchSnapshot, Recorded, ReplicaError, Write};
 use matchd_protocol::MatchId;
+
+/// How often a degraded match retries its snapshot write at most.
+pub const DEGRADED_RETRY: Duration = Duration::from_millis(250);
+
+/// The part of the lease TTL kept in reserve by fencing: Redis's
+/// processing delay and clock-rate drift between it and this node.
+pub fn fence_margin(ttl: Duration) -> Duration {
+    ttl / 5
+}
 
 /// Why a replicated match stops once its last write is acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +111,10 @@ pub struct Replication<F> {
     degraded: bool,
     /// When the lease was last renewed (when that write was sent).
     last_renew: Instant,
+    /// When the last write was sent.
+    last_attempt: Instant,
+    /// The lease TTL; `None`: no fencing (tests of other rules).
+    lease: Option<Duration>,
     stop_after: Option<StopAfterWrite>,
 }
 
@@ -110,8 +134,26 @@ impl<F> Replication<F> {
             renew_due: false,
             degraded: false,
             last_renew: now,
+            last_attempt: now,
+            lease: None,
             stop_after: None,
         }
+    }
+
+    /// Fences the match by a lease of `ttl` (see [`Replication::fenced`]).
+    pub fn with_lease(mut self, ttl: Duration) -> Self {
+        self.lease = Some(ttl);
+        self
+    }
+
+    /// Whether this node may no longer be sure it holds the lease: from
+    /// the last successful renewal plus the TTL minus the margin on, until
+    /// a write succeeds again. A fenced match accepts no action, join or
+    /// tick (another node may be taking it over).
+    pub fn fenced(&self, now: Instant) -> bool {
+        self.lease.is_some_and(|ttl| {
+            now.saturating_duration_since(self.last_renew) >= ttl - fence_margin(ttl)
+        })
     }
 
     /// A match rebuilt from its copy, whose snapshot includes batch
@@ -129,20 +171,17 @@ impl<F> Replication<F> {
         !self.pending.inputs.is_empty() || !self.pending.events.is_empty() || self.pending.ended
     }
 
-    /// Whether Redis is unreachable for this match (frames are not held).
+    /// Whether Redis is unreachable for this match (its next write is a
+    /// snapshot; frames wait for it).
     #[cfg(test)]
     pub fn is_degraded(&self) -> bool {
         self.degraded
     }
 
-    /// Holds `item` back until the current batch is in Redis; or, when the
-    /// match is degraded, gives it back to be sent at once.
-    pub fn hold(&mut self, item: F) -> Option<F> {
-        if self.degraded {
-            return Some(item);
-        }
+    /// Holds `item` back until the current batch is in Redis (degraded:
+    /// until a snapshot is), behind everything held before it.
+    pub fn hold(&mut self, item: F) {
         self.open.push(item);
-        None
     }
 
     /// Something that changed the match, for replay on another node.
@@ -174,17 +213,20 @@ impl<F> Replication<F> {
     }
 
     /// The renewal timer: past `every` since the last renewal, renew the
-    /// lease (degraded: retry a full snapshot instead). True if that made
-    /// a write due.
+    /// lease; degraded, retry the full snapshot once [`DEGRADED_RETRY`]
+    /// passed since the last attempt. True if that made a write due.
     pub fn renewal_timer(&mut self, now: Instant, every: Duration) -> bool {
-        if now.duration_since(self.last_renew) < every {
+        if self.degraded {
+            if now.saturating_duration_since(self.last_attempt) < DEGRADED_RETRY.min(every) {
+                return false;
+            }
+            self.snapshot_due = true;
+            return true;
+        }
+        if now.saturating_duration_since(self.last_renew) < every {
             return false;
         }
-        if self.degraded {
-            self.snapshot_due = true;
-        } else {
-            self.renew_due = true;
-        }
+        self.renew_due = true;
         true
     }
 
@@ -204,7 +246,7 @@ impl<F> Replication<F> {
             return Step::Idle;
         }
         // Degraded, only a snapshot is written; it covers what happens
-        // meanwhile, so pending batches are dropped.
+        // meanwhile, so pending batches are dropped. Frames wait for it.
         if self.snapshot_due || (!self.degraded && (self.changed() || self.renew_due)) {
             return Step::Write {
                 snapshot: self.snapshot_due,
@@ -212,6 +254,7 @@ impl<F> Replication<F> {
         }
         if self.degraded {
             self.pending = Batch::default();
+            return Step::Idle;
         }
         if !self.open.is_empty() {
             return Step::Release(std::mem::take(&mut self.open));
@@ -244,6 +287,7 @@ impl<F> Replication<F> {
         }
         write.latest_batch = self.batch_no;
         write.renew = self.renew_due || write.snapshot.is_some();
+        self.last_attempt = now;
         self.in_flight = Some(InFlight {
             sent: now,
             renews: write.renew,
@@ -282,13 +326,18 @@ impl<F> Replication<F> {
             }
             Err(e) => {
                 if !self.degraded {
-                    log::warn!(match_id = self.match_id; "could not replicate the match: {e}; playing on without waiting for redis");
+                    log::warn!(match_id = self.match_id; "could not replicate the match: {e}; holding its frames until a snapshot is in redis");
                 }
                 self.degraded = true;
+                // What waited for this write waits for the snapshot, ahead
+                // of what came meanwhile.
+                let sealed = std::mem::take(&mut self.sealed);
+                self.open.splice(0..0, sealed);
                 if matches!(self.stop_after, Some(StopAfterWrite::Handover(_))) {
                     log::warn!(match_id = self.match_id; "handover cancelled: redis did not take the snapshot");
                     self.stop_after = None;
                 }
+                return Written::Release(Vec::new());
             }
         }
         Written::Release(std::mem::take(&mut self.sealed))
@@ -339,14 +388,14 @@ mod tests {
         let now = Instant::now();
         let mut r = settled(now);
         r.record_event(event(1));
-        assert_eq!(r.hold(10), None);
+        r.hold(10);
         assert_eq!(r.step(), Step::Write { snapshot: false });
         let w = r.begin_write(None, now);
         assert_eq!(w.batch.as_ref().map(|(n, _)| *n), Some(1));
         assert!(!w.renew, "a plain append does not renew the lease");
         // Meanwhile: more happens; it waits for the next write.
         r.record_event(event(2));
-        assert_eq!(r.hold(11), None);
+        r.hold(11);
         assert_eq!(r.step(), Step::Idle, "one write in flight at a time");
         assert_eq!(r.written(Ok(())), Written::Release(vec![10]));
         assert_eq!(r.step(), Step::Write { snapshot: false });
@@ -360,39 +409,92 @@ mod tests {
     fn held_items_with_nothing_to_write_go_out_at_once() {
         let now = Instant::now();
         let mut r = settled(now);
-        assert_eq!(r.hold(5), None);
+        r.hold(5);
         assert_eq!(r.step(), Step::Release(vec![5]));
         assert_eq!(r.step(), Step::Idle);
     }
 
     #[test]
-    fn a_failed_write_degrades_then_a_snapshot_recovers() {
+    fn a_failed_write_degrades_and_holds_every_frame_in_order_until_a_snapshot_lands() {
         let now = Instant::now();
         let mut r = settled(now);
         r.record_event(event(1));
         r.hold(1);
         assert_eq!(r.step(), Step::Write { snapshot: false });
         r.begin_write(None, now);
+        r.hold(2); // made while the write was in flight
         let down = Err(ReplicaError::Redis("down".into()));
-        assert_eq!(r.written(down), Written::Release(vec![1]));
+        assert_eq!(
+            r.written(down),
+            Written::Release(vec![]),
+            "nothing goes out"
+        );
         assert!(r.is_degraded());
-        // Degraded: frames are not held, batches are not written.
-        assert_eq!(r.hold(2), Some(2));
+        // Degraded: frames are held, batches are not written.
+        r.hold(3);
         r.record_event(event(2));
         assert_eq!(r.step(), Step::Idle);
-        // The renewal timer asks for a snapshot, not a renewal.
-        let later = now + Duration::from_secs(1);
-        assert!(r.renewal_timer(later, Duration::from_millis(500)));
+        // A snapshot timer meanwhile changes nothing to the order.
+        r.snapshot_timer();
         assert_eq!(r.step(), Step::Write { snapshot: true });
-        let w = r.begin_write(Some(snap()), later);
+        let w = r.begin_write(Some(snap()), now);
         assert!(
             w.batch.is_none(),
             "degraded: no batch, the snapshot covers it"
         );
+        r.hold(4);
+        assert_eq!(
+            r.written(Err(ReplicaError::Redis("still down".into()))),
+            Written::Release(vec![])
+        );
+        // The retry comes on the renewal timer, not at once.
+        assert!(!r.renewal_timer(now + Duration::from_millis(10), Duration::from_secs(1)));
+        let later = now + Duration::from_secs(1);
+        assert!(r.renewal_timer(later, Duration::from_millis(500)));
+        assert_eq!(r.step(), Step::Write { snapshot: true });
+        let w = r.begin_write(Some(snap()), later);
         assert_eq!(w.snapshot.as_ref().map(|(n, _)| *n), Some(1));
-        assert_eq!(r.written(Ok(())), Written::Release(vec![]));
+        assert_eq!(
+            r.written(Ok(())),
+            Written::Release(vec![1, 2, 3, 4]),
+            "all, in order"
+        );
         assert!(!r.is_degraded());
-        assert_eq!(r.hold(3), None, "held again once replicated");
+        r.hold(5);
+        assert_eq!(r.step(), Step::Release(vec![5]));
+    }
+
+    #[test]
+    fn fencing_starts_before_the_lease_can_expire_and_ends_with_a_write() {
+        let now = Instant::now();
+        let ttl = Duration::from_millis(1000);
+        let mut r = Replication::<u32>::new(1, now).with_lease(ttl);
+        r.step();
+        r.begin_write(Some(snap()), now);
+        r.written(Ok(()));
+        assert!(!r.fenced(now + Duration::from_millis(700)));
+        assert!(
+            r.fenced(now + Duration::from_millis(800)),
+            "ttl minus a fifth"
+        );
+        // Failed renewals keep it fenced; a successful one (sent at t)
+        // lifts it until t + 800 ms.
+        let t = now + Duration::from_millis(900);
+        r.renewal_timer(t, Duration::from_millis(300));
+        r.step();
+        r.begin_write(None, t);
+        r.written(Err(ReplicaError::Redis("down".into())));
+        assert!(r.fenced(t));
+        r.renewal_timer(t + Duration::from_millis(300), Duration::from_millis(300));
+        r.step();
+        r.begin_write(Some(snap()), t + Duration::from_millis(300));
+        r.written(Ok(()));
+        assert!(!r.fenced(t + Duration::from_millis(1000)));
+        assert!(r.fenced(t + Duration::from_millis(1100)));
+        assert!(
+            !Replication::<u32>::new(1, now).fenced(now + ttl * 100),
+            "no lease, no fence"
+        );
     }
 
     #[test]
