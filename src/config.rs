@@ -94,8 +94,8 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         var: "MATCHD_NODE_ID",
-        default: "(random node-xxxxxx)",
-        help: "name of this node, sent in `welcome`",
+        default: "(random node-<16 hex digits>)",
+        help: "name of this node, sent in `welcome`; with Redis it must be unique: a node whose id another live node holds refuses to start (exit 1), and a restart after a crash waits up to a third of MATCHD_NODE_TTL_MS to see that the old registration is stale",
     },
     Setting {
         var: "MATCHD_WORKERS",
@@ -480,7 +480,8 @@ impl Config {
             }
         };
         let node_id = get("MATCHD_NODE_ID").unwrap_or_else(|| {
-            format!("node-{:06x}", matchd_actors::util::random_u64() & 0xff_ffff)
+            // 64 random bits: two nodes never draw the same id.
+            format!("node-{:016x}", matchd_actors::util::random_u64())
         });
         let u32_of = |var, default: u32| -> Result<u32, ConfigError> {
             Ok(num(var, u64::from(default))?.min(u64::from(u32::MAX)) as u32)

@@ -59,6 +59,11 @@ impl Application {
         }
         // The writer first: matches hand it their history from their start.
         let (writer, writer_arbiter) = PersistenceWriter::start(config.persist.clone());
+        // One node id, one live process: refuse to start on an id another
+        // live node holds (both would take the same match leases).
+        if let Some(url) = &config.redis_url {
+            ensure_node_id_free(&url.0, &config)?;
+        }
         // With Redis: one client, shared by the node registry, the match
         // replicas and the sessions.
         let redis = match &config.redis_url {
@@ -92,7 +97,13 @@ impl Application {
                     node_ttl_ms: config.node_ttl_ms,
                 };
                 let load = Box::new(engine.match_counter());
-                Some(Affinity::start(cfg, client.clone(), load).map_err(std::io::Error::other)?)
+                // A live conflict found later (two processes started while
+                // Redis was away): this one exits, leaving the other's keys.
+                let on_conflict = || std::process::exit(1);
+                Some(
+                    Affinity::start(cfg, client.clone(), load, on_conflict)
+                        .map_err(std::io::Error::other)?,
+                )
             }
         };
         let verifier = if config.auth.jwt() {
@@ -383,4 +394,52 @@ fn probe_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
     let written = f.write_all(&[0u8; 4096]).and_then(|()| f.sync_all());
     let _ = std::fs::remove_file(&probe);
     written
+}
+
+/// Fails when another live process is registered in Redis under this
+/// node's id: its registration is there and is renewed within a third of
+/// the node TTL (plus slack). A registration that is not renewed is a dead
+/// process's (a restart after a crash) and does not count. Redis being
+/// unreachable skips the check (the registration itself checks again).
+fn ensure_node_id_free(url: &str, config: &Config) -> std::io::Result<()> {
+    let (url, key) = (
+        url.to_string(),
+        Keys::new(&config.redis_prefix).node(&config.engine.node_id),
+    );
+    let wait = Duration::from_millis(config.node_ttl_ms / 3 + 500);
+    let check = std::thread::spawn(move || -> Result<bool, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async move {
+            use fred::prelude::KeysInterface;
+            let client = matchd_actors::cluster::nodes::connected_client(&url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let renewed = |v: Option<String>| {
+                v.and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok())
+                    .and_then(|n| n["renewed_at_ms"].as_u64())
+            };
+            let first: Option<String> = client.get(&key).await.map_err(|e| e.to_string())?;
+            let Some(before) = renewed(first) else {
+                return Ok(false);
+            };
+            tokio::time::sleep(wait).await;
+            let again: Option<String> = client.get(&key).await.map_err(|e| e.to_string())?;
+            Ok(renewed(again).is_some_and(|after| after != before))
+        })
+    });
+    match check.join() {
+        Ok(Ok(true)) => Err(std::io::Error::other(format!(
+            "another live node is registered in redis as {:?}; set a unique MATCHD_NODE_ID (or leave it unset for a random one)",
+            config.engine.node_id
+        ))),
+        Ok(Ok(false)) => Ok(()),
+        Ok(Err(e)) => {
+            log::warn!("could not check in redis that the node id is free ({e}); the registration will");
+            Ok(())
+        }
+        Err(_) => Ok(()),
+    }
 }

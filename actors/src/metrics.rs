@@ -59,6 +59,8 @@ pub const JOURNAL_SKIPPED_BYTES: &str = "matchd_journal_skipped_bytes_total";
 pub const JOURNAL_BROKEN: &str = "matchd_journal_unwritable";
 pub const HISTORY_LOST: &str = "matchd_history_records_lost_total";
 pub const FENCED_ACTIONS: &str = "matchd_fenced_actions_total";
+pub const NODE_ID_CONFLICTS: &str = "matchd_node_id_conflicts_total";
+pub const REPLICA_TOO_LARGE: &str = "matchd_replica_snapshot_too_large_total";
 
 /// Every metric name above; the README's metrics table must list each one.
 pub const ALL: &[&str] = &[
@@ -114,6 +116,8 @@ pub const ALL: &[&str] = &[
     JOURNAL_BROKEN,
     HISTORY_LOST,
     FENCED_ACTIONS,
+    NODE_ID_CONFLICTS,
+    REPLICA_TOO_LARGE,
 ];
 
 /// Registers help texts with whatever recorder is installed.
@@ -274,6 +278,14 @@ pub fn describe() {
     describe_counter!(
         FENCED_ACTIONS,
         "Actions refused with match_recovering because the node could not renew the match's lease in time (fencing)"
+    );
+    describe_counter!(
+        NODE_ID_CONFLICTS,
+        "Registrations refused because another live process holds this node id (the node then exits)"
+    );
+    describe_counter!(
+        REPLICA_TOO_LARGE,
+        "Snapshot writes refused because the snapshot is larger than the decoder's limit (the match cannot be replicated)"
     );
     // Present from the start, so an alert on its first increase can fire.
     metrics::counter!(HISTORY_DROPPED).absolute(0);

@@ -935,3 +935,66 @@ async fn a_node_cut_off_from_redis_fences_itself_and_the_match_moves_without_a_s
         "actions B took while cut off were played: {ghosts:?}"
     );
 }
+
+/// Runs a `matchd` on `redis` with node id `id` that is expected to refuse
+/// to start; returns its exit status and log.
+fn refused_start(
+    redis: &TestRedis,
+    prefix: &str,
+    id: &str,
+    data: &Path,
+) -> (std::process::ExitStatus, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_matchd"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("REDIS_URL", redis.url())
+        .env("MATCHD_REDIS_PREFIX", prefix)
+        .env("MATCHD_NODE_ID", id)
+        .env("MATCHD_BIND", format!("127.0.0.1:{}", free_port()))
+        .env("MATCHD_NODE_TTL_MS", TTL_MS.to_string())
+        .env("MATCHD_DATA_DIR", data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn matchd");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(WAIT) else {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        panic!("a second node with a live node's id started");
+    };
+    let out = out.expect("output");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// One node id, one live process: a second process with the id of a live
+/// node refuses to start (it would take the same leases), while a restart
+/// after a crash (`kill -9`: the old registration is still there but no
+/// longer renewed) starts.
+#[actix_rt::test]
+async fn a_node_id_that_is_live_in_redis_is_refused_and_a_stale_one_is_not() {
+    let redis = TestRedis::start();
+    let dir = TempDir::new("cluster-node-id");
+    let mut a = Node::start(&redis, "t11:", "node-a", dir.path()).await;
+    let (status, log) = refused_start(&redis, "t11:", "node-a", &dir.path().join("dup"));
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("another live node is registered"), "{log}");
+    // The live node is untouched.
+    let (code, body) = get(&a.base(), "/ready").await.expect("a answers");
+    assert_eq!(
+        (code, &body["checks"]["redis"]["registered"]),
+        (200, &Value::Bool(true))
+    );
+    a.kill_9();
+    // Its registration lives on until its TTL, unrenewed: a restart with
+    // the same id goes ahead.
+    let again = Node::start(&redis, "t11:", "node-a", dir.path()).await;
+    let (code, _) = get(&again.base(), "/ready").await.expect("answers");
+    assert_eq!(code, 200);
+}

@@ -899,3 +899,19 @@ async fn a_full_disk_with_the_database_away_is_reported_bounded_and_counted() {
     assert_eq!((min, distinct, max), (1, count, count), "a gapless prefix");
     assert!((count as u64) < last, "the overflow was dropped, not kept");
 }
+
+/// The statement timeout is set with `SET` on each new connection (what
+/// PgBouncer in transaction mode accepts), not as a startup parameter.
+#[actix_rt::test]
+async fn pooled_connections_run_with_the_statement_timeout() {
+    let pg = TestPg::start();
+    let store =
+        matchd_actors::history::store::Store::new(&matchd_actors::history::store::StoreConfig {
+            url: pg.url(),
+            pool_size: 1,
+            timeout: Duration::from_millis(1500),
+            rate_anonymous: true,
+        })
+        .expect("store");
+    assert_eq!(store.statement_timeout().await.expect("show"), "1500ms");
+}

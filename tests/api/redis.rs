@@ -335,3 +335,50 @@ async fn a_stale_owner_can_never_write() {
     assert_eq!(ids, vec![1, 2], "only the owners' batches");
     assert_eq!(stored.snapshot.batch, 0, "A's stale snapshot never landed");
 }
+
+/// An ended match stays ended: its last write leaves a tombstone in Redis,
+/// and no node rebuilds it, even if a copy were left behind.
+#[actix_rt::test]
+async fn an_ended_match_leaves_a_tombstone_and_is_never_rebuilt() {
+    let redis = TestRedis::start();
+    let prefix = format!("e{}:", std::process::id());
+    let quick = |id: &'static str| {
+        let (url, prefix) = (redis.url(), prefix.clone());
+        spawn_app_with(
+            move |c| {
+                c.redis_url = Some(Secret(url));
+                c.redis_prefix = prefix;
+                c.engine.node_id = id.into();
+                c.engine.empty_match_timeout_ms = 100;
+            },
+            Catalog::builtin(),
+        )
+    };
+    let (a, b) = (quick("node-a"), quick("node-b"));
+    let id = a.create_match("sandbox").await;
+    // Nobody joins: the match ends as abandoned.
+    let port = redis.port;
+    let tomb = format!("{prefix}match:{id}:ended");
+    eventually("the tombstone", WAIT, || async {
+        (redis_get(port, &tomb).as_deref() == Some("1")).then_some(())
+    })
+    .await;
+    // Even with a copy left behind (as a node that lost its lease would
+    // leave it), the match is not rebuilt anywhere.
+    let snap = format!("{prefix}match:{id}:snap");
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "SET", &snap, "stale copy"])
+        .output()
+        .expect("redis-cli");
+    assert!(out.status.success());
+    let mut p = b.player(Encoding::Json).await;
+    assert_eq!(
+        p.join(id).await,
+        ServerMsg::Error {
+            code: "match_ended".into(),
+            message: "the match had ended".into(),
+        }
+    );
+    let (status, _) = b.get_json(&format!("/v1/matches/{id}")).await;
+    assert_ne!(status, 200);
+}

@@ -39,6 +39,12 @@ impl Keys {
         format!("{}match:{id}:owner", self.prefix)
     }
 
+    /// The tombstone of an ended match: written with its last batch, kept
+    /// as long as a copy could be, so an ended match is never rebuilt.
+    pub fn match_ended(&self, id: MatchId) -> String {
+        format!("{}match:{id}:ended", self.prefix)
+    }
+
     /// The last snapshot of match `id`.
     pub fn match_snapshot(&self, id: MatchId) -> String {
         format!("{}match:{id}:snap", self.prefix)

@@ -10,19 +10,56 @@
 //! registration (`Deregister`); one that dies is dropped when its key
 //! expires. Without `REDIS_URL` the node runs alone and this actor does not
 //! exist.
+//!
+//! One id, one process: every registration carries a random `instance`
+//! token of this process, and registering (a script) fails when the key
+//! holds another instance's. Two live processes with one `MATCHD_NODE_ID`
+//! would both take the same leases for theirs, so the second one to
+//! register exits at once (`NodeIdTaken`), never deleting the first's key.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use fred::prelude::{
-    Builder, Client, ClientLike, Config, Expiration, KeysInterface, ReconnectPolicy, SetsInterface,
+    Builder, Client, ClientLike, Config, KeysInterface, ReconnectPolicy, SetsInterface,
 };
 use metrics::{Counter, Gauge, Histogram};
 use serde::{Deserialize, Serialize};
 
 use super::keys::Keys;
 use crate::metrics as m;
-use crate::util::unix_ms;
+use crate::util::{random_u64, unix_ms};
+
+/// Registers a node unless the key holds another process's registration.
+/// KEYS: node key, node-ids set. ARGV: the registration (JSON), ttl ms,
+/// this instance, node id. Returns "OK" or "TAKEN".
+const REGISTER_LUA: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v then
+  local ok, old = pcall(cjson.decode, v)
+  if ok and type(old) == 'table' and old['instance'] and old['instance'] ~= ARGV[3] then
+    return 'TAKEN'
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[4])
+return 'OK'
+"#;
+
+/// Removes this process's registration, not another's. KEYS: node key,
+/// node-ids set. ARGV: instance, node id.
+const DEREGISTER_LUA: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v then
+  local ok, old = pcall(cjson.decode, v)
+  if ok and type(old) == 'table' and old['instance'] and old['instance'] ~= ARGV[1] then
+    return 0
+  end
+  redis.call('DEL', KEYS[1])
+end
+redis.call('SREM', KEYS[2], ARGV[2])
+return 1
+"#;
 
 /// Settings of the Redis presence.
 #[derive(Clone)]
@@ -55,6 +92,9 @@ pub struct NodeInfo {
     /// Live matches on the node at its last renewal.
     pub matches: u64,
     pub renewed_at_ms: u64,
+    /// A random token of the registering process (see the module docs).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -101,6 +141,9 @@ pub struct Affinity {
     load: LoadFn,
     registered: bool,
     last_error: Option<String>,
+    /// This process's registration token.
+    instance: String,
+    on_conflict: fn(),
     up: Gauge,
     errors: Counter,
     latency: Histogram,
@@ -155,10 +198,13 @@ pub fn redis_subscriber(url: &str) -> Result<fred::clients::SubscriberClient, Af
 impl Affinity {
     /// Starts the actor on its own Arbiter, where it connects `client` (from
     /// [`redis_client`]); keep the Arbiter alive.
+    /// `on_conflict` runs when another live process holds this node id
+    /// (the binary exits).
     pub fn start(
         cfg: AffinityConfig,
         client: Client,
         load: LoadFn,
+        on_conflict: fn(),
     ) -> Result<(Addr<Affinity>, Arbiter), AffinityError> {
         let arbiter = Arbiter::new();
         let addr = Affinity::start_in_arbiter(&arbiter.handle(), move |_| Affinity {
@@ -168,6 +214,8 @@ impl Affinity {
             load,
             registered: false,
             last_error: None,
+            instance: format!("{:016x}", random_u64()),
+            on_conflict,
             up: metrics::gauge!(m::REDIS_UP),
             errors: metrics::counter!(m::REDIS_ERRORS),
             latency: metrics::histogram!(m::REDIS_SECONDS),
@@ -181,6 +229,7 @@ impl Affinity {
             url: self.cfg.advertise_url.clone(),
             matches: (self.load)(),
             renewed_at_ms: unix_ms(SystemTime::now()),
+            instance: self.instance.clone(),
         };
         let value = serde_json::to_string(&info).unwrap_or_default();
         let (client, key, ids, id) = (
@@ -190,15 +239,30 @@ impl Affinity {
             self.cfg.node_id.clone(),
         );
         let ttl = self.cfg.node_ttl_ms as i64;
+        let instance = self.instance.clone();
         let started = Instant::now();
         let fut = async move {
-            client
-                .set::<(), _, _>(key, value, Some(Expiration::PX(ttl)), None, false)
-                .await?;
-            client.sadd::<(), _, _>(ids, id).await
+            let script = fred::types::scripts::Script::from_lua(REGISTER_LUA);
+            let args: Vec<fred::types::Value> =
+                vec![value.into(), ttl.into(), instance.into(), id.into()];
+            script
+                .evalsha_with_reload::<String, _, _>(&client, vec![key, ids], args)
+                .await
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
             act.latency.record(started.elapsed().as_secs_f64());
+            let res = match res {
+                Ok(answer) if answer == "TAKEN" => {
+                    // Another live process registered this node id: both
+                    // would take the same leases for theirs. This one goes.
+                    log::error!(node_id = act.cfg.node_id.as_str(); "another live node is registered in redis with this node id; refusing to run (set a unique MATCHD_NODE_ID, or leave it unset for a random one)");
+                    metrics::counter!(m::NODE_ID_CONFLICTS).increment(1);
+                    (act.on_conflict)();
+                    return;
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
             match res {
                 Ok(()) => {
                     if !act.registered {
@@ -246,9 +310,13 @@ impl Handler<Deregister> for Affinity {
             self.keys.node_ids(),
             self.cfg.node_id.clone(),
         );
+        let instance = self.instance.clone();
         let fut = async move {
-            let _ = client.del::<(), _>(key).await;
-            let _ = client.srem::<(), _, _>(ids, id).await;
+            let script = fred::types::scripts::Script::from_lua(DEREGISTER_LUA);
+            let args: Vec<fred::types::Value> = vec![instance.into(), id.into()];
+            let _ = script
+                .evalsha_with_reload::<i64, _, _>(&client, vec![key, ids], args)
+                .await;
             let _ = client.quit().await;
         };
         Box::pin(fut.into_actor(self).map(|(), act, ctx| {

@@ -160,6 +160,8 @@ pub struct Write {
     pub latest_batch: u64,
     /// Renew the lease (a snapshot always does).
     pub renew: bool,
+    /// The match ended: write its tombstone with this write.
+    pub ended: bool,
 }
 
 /// Labels of `matchd_replica_writes_total`, in the order of [`Write::kind`]
@@ -212,19 +214,22 @@ pub enum Claim {
     Theirs(String),
     /// Redis has no copy of this match.
     Unknown,
+    /// The match ended (its tombstone is there): never rebuilt.
+    Ended,
 }
 
 /// The writes of many matches in one round trip, each checking its lease
 /// first. ARGV: node id, lease ttl ms, retention ms, then per write: batch
 /// id or "", batch bytes, snapshot bytes or "", trim min id or "", latest
-/// batch number, "1" to renew the lease. KEYS per write: owner, log, snap.
-/// Returns one entry per write: 1, or "NOTOWNER <owner>".
+/// batch number, "1" to renew the lease, "1" if the match ended. KEYS per
+/// write: owner, log, snap, tombstone. Returns one entry per write: 1, or
+/// "NOTOWNER <owner>".
 const WRITE_LUA: &str = r#"
 local me, ttl, keep = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
-for i = 0, #KEYS / 3 - 1 do
-  local owner_key, log, snap = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
-  local a = i * 6 + 4
+for i = 0, #KEYS / 4 - 1 do
+  local owner_key, log, snap, tomb = KEYS[i * 4 + 1], KEYS[i * 4 + 2], KEYS[i * 4 + 3], KEYS[i * 4 + 4]
+  local a = i * 7 + 4
   local id, batch, image, trim, latest = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local owner = redis.call('GET', owner_key)
   local renew = ARGV[a + 5] == '1'
@@ -258,6 +263,9 @@ for i = 0, #KEYS / 3 - 1 do
       redis.call('PEXPIRE', snap, keep)
       redis.call('PEXPIRE', log, keep)
     end
+    if ARGV[a + 6] == '1' then
+      redis.call('SET', tomb, '1', 'PX', keep)
+    end
     out[#out + 1] = 1
   end
 end
@@ -265,8 +273,10 @@ return out
 "#;
 
 /// Takes the lease of a match that has a copy and no live owner. KEYS:
-/// owner, snap. ARGV: node id, ttl ms. Returns the owner, or nil.
+/// owner, snap, tombstone. ARGV: node id, ttl ms. Returns the owner, nil,
+/// or "!ENDED" for a match that ended (never rebuilt).
 const CLAIM_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[3]) == 1 then return '!ENDED' end
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then return owner end
 if redis.call('EXISTS', KEYS[2]) == 0 then return false end
@@ -454,8 +464,8 @@ impl Replica {
     async fn write_many(&self, writes: Vec<(MatchId, Write)>) -> Vec<Result<(), ReplicaError>> {
         let started = Instant::now();
         let n = writes.len();
-        let mut keys = Vec::with_capacity(n * 3);
-        let mut args: Vec<Value> = Vec::with_capacity(3 + n * 6);
+        let mut keys = Vec::with_capacity(n * 4);
+        let mut args: Vec<Value> = Vec::with_capacity(3 + n * 7);
         args.push(self.cfg.node_id.as_str().into());
         args.push((self.cfg.lease_ttl_ms as i64).into());
         args.push((RETENTION_MS as i64).into());
@@ -465,6 +475,7 @@ impl Replica {
             keys.push(self.keys.match_owner(id));
             keys.push(self.keys.match_log(id));
             keys.push(self.keys.match_snapshot(id));
+            keys.push(self.keys.match_ended(id));
             let empty = || Value::Bytes(Bytes::new());
             let (batch_id, batch) = match w.batch {
                 Some((n, bytes)) => (format!("{n}-1"), Value::Bytes(bytes.into())),
@@ -484,6 +495,7 @@ impl Replica {
             );
             args.push((w.latest_batch as i64).into());
             args.push(if w.renew { "1" } else { "0" }.into());
+            args.push(if w.ended { "1" } else { "0" }.into());
         }
         let res: Result<Vec<Value>, _> = self
             .scripts
@@ -523,7 +535,11 @@ impl Replica {
 
     /// Takes the lease of match `id` if it has a copy and no other owner.
     pub async fn claim(&self, id: MatchId) -> Result<Claim, ReplicaError> {
-        let keys = vec![self.keys.match_owner(id), self.keys.match_snapshot(id)];
+        let keys = vec![
+            self.keys.match_owner(id),
+            self.keys.match_snapshot(id),
+            self.keys.match_ended(id),
+        ];
         let args: Vec<Value> = vec![
             self.cfg.node_id.as_str().into(),
             (self.cfg.lease_ttl_ms as i64).into(),
@@ -531,6 +547,7 @@ impl Replica {
         let owner: Option<String> = self.eval(&self.scripts.claim, keys, args).await?;
         Ok(match owner {
             None => Claim::Unknown,
+            Some(o) if o == "!ENDED" => Claim::Ended,
             Some(o) if o == self.cfg.node_id => Claim::Ours,
             Some(o) => Claim::Theirs(o),
         })
@@ -594,7 +611,8 @@ impl Replica {
             .map_err(ReplicaError::from_redis)?;
         Ok(raw
             .and_then(|v| serde_json::from_str::<super::nodes::NodeInfo>(&v).ok())
-            .map(|n| n.url))
+            .map(|n| n.url)
+            .filter(|u| plausible_ws_url(u)))
     }
 
     /// The node holding match `id`'s lease and, if it is registered, its URL.
@@ -672,9 +690,53 @@ pub fn encode<T: Encode>(value: &T) -> Option<Vec<u8>> {
     encode_snapshot(value)
 }
 
+/// Whether a registered node URL may be handed to a client in a
+/// `redirect` (with the client's token following it): `ws://` or `wss://`,
+/// a host, the `/v1/ws` path, no whitespace or control characters, at most
+/// 512 bytes. Whatever else a registration in Redis says is not passed on.
+pub fn plausible_ws_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"));
+    let Some(rest) = rest else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    url.len() <= 512
+        && !host.is_empty()
+        && !host.contains('@')
+        && rest[host.len()..].ends_with("/v1/ws")
+        && url.bytes().all(|b| b.is_ascii_graphic())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_websocket_urls_of_the_api_are_passed_to_clients() {
+        for ok in [
+            "ws://127.0.0.1:8080/v1/ws",
+            "wss://game.example.com/matchd/v1/ws",
+        ] {
+            assert!(plausible_ws_url(ok), "{ok}");
+        }
+        for bad in [
+            "http://evil.example/v1/ws",
+            "ws://evil.example/steal",
+            "ws:///v1/ws",
+            "ws://user@evil.example/v1/ws",
+            "ws://a b/v1/ws",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert!(!plausible_ws_url(bad), "{bad}");
+        }
+        assert!(!plausible_ws_url(&format!(
+            "ws://{}/v1/ws",
+            "a".repeat(600)
+        )));
+    }
 
     #[test]
     fn batches_and_snapshots_round_trip() {

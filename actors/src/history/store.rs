@@ -142,8 +142,10 @@ impl Store {
         if pg.get_application_name().is_none() {
             pg.application_name("matchd");
         }
+        // `SET` on every new connection rather than the `options` startup
+        // parameter, which PgBouncer refuses in its usual configuration.
         let statement_ms = cfg.timeout.as_millis().max(1);
-        pg.options(format!("-c statement_timeout={statement_ms}"));
+        let set_timeout = format!("SET statement_timeout = {statement_ms}");
         let manager = Manager::from_config(
             pg,
             NoTls,
@@ -157,6 +159,15 @@ impl Store {
             .wait_timeout(Some(cfg.timeout))
             .create_timeout(Some(cfg.timeout))
             .recycle_timeout(Some(cfg.timeout))
+            .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+                let sql = set_timeout.clone();
+                Box::pin(async move {
+                    client
+                        .batch_execute(&sql)
+                        .await
+                        .map_err(deadpool_postgres::HookError::Backend)
+                })
+            }))
             .build()
             .map_err(|e| StoreError::Config(e.to_string()))?;
         Ok(Self {
@@ -187,6 +198,14 @@ impl Store {
         let client = self.pool.get().await?;
         client.simple_query("SELECT 1").await?;
         Ok(())
+    }
+
+    /// The `statement_timeout` a pooled connection runs with (as Postgres
+    /// shows it, e.g. `5s`): set on each new connection.
+    pub async fn statement_timeout(&self) -> Result<String, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client.query_one("SHOW statement_timeout", &[]).await?;
+        Ok(row.get(0))
     }
 
     /// Writes one batch in one transaction. Idempotent.

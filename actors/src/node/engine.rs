@@ -146,6 +146,7 @@ impl Engine {
         };
         match claim {
             Claim::Unknown => Err(LocateError::NotFound(id)),
+            Claim::Ended => Err(LocateError::Ended),
             Claim::Theirs(node_id) => match replica.node_url(&node_id).await? {
                 Some(url) => Ok(Located::Elsewhere { node_id, url }),
                 None => Err(LocateError::Recovering),

@@ -43,7 +43,7 @@ use crate::validation_cache::{CacheHandle, CacheKey};
 use history_out::HistoryOutbox;
 use messages::{Backlog, MatchInfo, MatchStopped, PlayerSeats, ToConn};
 use rebuild::Rebuilt;
-use replication::{Replication, Step, StopAfterWrite, Written, DEGRADED_RETRY};
+use replication::{NotWritten, Replication, Step, StopAfterWrite, Written, DEGRADED_RETRY};
 
 struct Member {
     player_id: PlayerId,
@@ -509,7 +509,16 @@ impl MatchSession {
         let Some(r) = self.repl.as_mut() else {
             return;
         };
-        let write = r.sm.begin_write(snapshot, Instant::now());
+        let write = match r.sm.begin_write(snapshot, Instant::now()) {
+            Ok(w) => w,
+            // A batch too large for the stream: a snapshot covers it.
+            Err(NotWritten::NeedSnapshot) => return self.start_write(ctx, true),
+            Err(NotWritten::TooLarge(bytes)) => {
+                metrics::counter!(m::REPLICA_TOO_LARGE).increment(1);
+                log::error!(match_id = self.id, bytes = bytes; "the match's snapshot is larger than a node can read back; it cannot be replicated and holds its frames (a ruleset whose state grows without bound?)");
+                return;
+            }
+        };
         let (replica, id) = (r.replica.clone(), self.id);
         let fut = async move { replica.write(id, write).await };
         ctx.spawn(

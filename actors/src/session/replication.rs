@@ -43,6 +43,23 @@ use std::time::{Duration, Instant};
 use crate::cluster::replica::{self, Batch, Input, MatchSnapshot, Recorded, ReplicaError, Write};
 use matchd_protocol::MatchId;
 
+/// Largest batch written to the stream; a larger one (a burst of events
+/// while a write was slow) is covered by a snapshot instead, so everything
+/// written stays below what the decoder reads back
+/// ([`crate::rules::SNAPSHOT_LIMIT`]).
+pub const MAX_BATCH_BYTES: usize = crate::rules::SNAPSHOT_LIMIT / 2;
+
+/// Why [`Replication::begin_write`] wrote nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotWritten {
+    /// The batch is too large for the stream: build the write again with a
+    /// snapshot, which covers it.
+    NeedSnapshot,
+    /// The snapshot itself is larger than the decoder's limit: the match
+    /// cannot be replicated (it is treated as a failed write).
+    TooLarge(usize),
+}
+
 /// How often a degraded match retries its snapshot write at most.
 pub const DEGRADED_RETRY: Duration = Duration::from_millis(250);
 
@@ -115,6 +132,8 @@ pub struct Replication<F> {
     last_attempt: Instant,
     /// The lease TTL; `None`: no fencing (tests of other rules).
     lease: Option<Duration>,
+    /// The match ended: every write from now on carries its tombstone.
+    ended: bool,
     stop_after: Option<StopAfterWrite>,
 }
 
@@ -136,6 +155,7 @@ impl<F> Replication<F> {
             last_renew: now,
             last_attempt: now,
             lease: None,
+            ended: false,
             stop_after: None,
         }
     }
@@ -197,6 +217,7 @@ impl<F> Replication<F> {
     /// The match ended: write that, then stop.
     pub fn end(&mut self) {
         self.pending.ended = true;
+        self.ended = true;
         self.stop_after = Some(StopAfterWrite::Ended);
     }
 
@@ -267,19 +288,47 @@ impl<F> Replication<F> {
 
     /// Builds the write that [`Step::Write`] asked for; `snapshot` is the
     /// game's snapshot (its `batch` is filled in here). Everything held
-    /// back so far waits for this write.
-    pub fn begin_write(&mut self, snapshot: Option<MatchSnapshot>, now: Instant) -> Write {
+    /// back so far waits for this write. Nothing written is ever larger
+    /// than the decoder reads back: a batch over [`MAX_BATCH_BYTES`] asks
+    /// for a snapshot instead ([`NotWritten::NeedSnapshot`]), and a
+    /// snapshot over the limit is refused ([`NotWritten::TooLarge`], which
+    /// degrades the match as a failed write would).
+    pub fn begin_write(
+        &mut self,
+        snapshot: Option<MatchSnapshot>,
+        now: Instant,
+    ) -> Result<Write, NotWritten> {
         let mut write = Write::default();
+        let encoded_snapshot = match snapshot {
+            Some(mut snap) => {
+                let next_batch = self.batch_no + u64::from(self.changed() && !self.degraded);
+                snap.batch = next_batch;
+                let bytes = replica::encode(&snap).unwrap_or_default();
+                if bytes.is_empty() || bytes.len() > crate::rules::SNAPSHOT_LIMIT {
+                    self.degraded = true;
+                    self.snapshot_due = false;
+                    self.last_attempt = now;
+                    return Err(NotWritten::TooLarge(bytes.len()));
+                }
+                Some((next_batch, bytes))
+            }
+            None => None,
+        };
         if self.changed() && !self.degraded {
+            let bytes = replica::encode(&self.pending).filter(|b| b.len() <= MAX_BATCH_BYTES);
+            if bytes.is_none() && encoded_snapshot.is_none() {
+                self.snapshot_due = true;
+                return Err(NotWritten::NeedSnapshot);
+            }
             self.batch_no += 1;
-            let batch = std::mem::take(&mut self.pending);
-            write.batch = replica::encode(&batch).map(|b| (self.batch_no, b));
+            self.pending = Batch::default();
+            // Too large for the stream: the snapshot in this write covers it.
+            write.batch = bytes.map(|b| (self.batch_no, b));
         } else {
             self.pending = Batch::default();
         }
-        if let Some(mut snap) = snapshot {
-            snap.batch = self.batch_no;
-            write.snapshot = replica::encode(&snap).map(|b| (self.batch_no, b));
+        if let Some(snapshot) = encoded_snapshot {
+            write.snapshot = Some(snapshot);
             // Keep the batches since the snapshot before the last written
             // one, so a node taking over can replay recent events to
             // resuming clients even if it reads the older snapshot.
@@ -287,6 +336,7 @@ impl<F> Replication<F> {
         }
         write.latest_batch = self.batch_no;
         write.renew = self.renew_due || write.snapshot.is_some();
+        write.ended = self.ended;
         self.last_attempt = now;
         self.in_flight = Some(InFlight {
             sent: now,
@@ -296,7 +346,7 @@ impl<F> Replication<F> {
         self.snapshot_due = false;
         self.renew_due = false;
         self.sealed = std::mem::take(&mut self.open);
-        write
+        Ok(write)
     }
 
     /// The write in flight returned `res`.
@@ -376,7 +426,7 @@ mod tests {
     fn settled(now: Instant) -> Replication<u32> {
         let mut r = Replication::new(1, now);
         assert_eq!(r.step(), Step::Write { snapshot: true });
-        let w = r.begin_write(Some(snap()), now);
+        let w = r.begin_write(Some(snap()), now).expect("write");
         assert!(w.snapshot.is_some() && w.renew && w.batch.is_none());
         assert_eq!(r.written(Ok(())), Written::Release(vec![]));
         assert_eq!(r.step(), Step::Idle);
@@ -390,7 +440,7 @@ mod tests {
         r.record_event(event(1));
         r.hold(10);
         assert_eq!(r.step(), Step::Write { snapshot: false });
-        let w = r.begin_write(None, now);
+        let w = r.begin_write(None, now).expect("write");
         assert_eq!(w.batch.as_ref().map(|(n, _)| *n), Some(1));
         assert!(!w.renew, "a plain append does not renew the lease");
         // Meanwhile: more happens; it waits for the next write.
@@ -399,7 +449,7 @@ mod tests {
         assert_eq!(r.step(), Step::Idle, "one write in flight at a time");
         assert_eq!(r.written(Ok(())), Written::Release(vec![10]));
         assert_eq!(r.step(), Step::Write { snapshot: false });
-        let w = r.begin_write(None, now);
+        let w = r.begin_write(None, now).expect("write");
         assert_eq!(w.batch.map(|(n, _)| n), Some(2));
         assert_eq!(r.written(Ok(())), Written::Release(vec![11]));
         assert_eq!(r.step(), Step::Idle);
@@ -421,7 +471,7 @@ mod tests {
         r.record_event(event(1));
         r.hold(1);
         assert_eq!(r.step(), Step::Write { snapshot: false });
-        r.begin_write(None, now);
+        r.begin_write(None, now).expect("write");
         r.hold(2); // made while the write was in flight
         let down = Err(ReplicaError::Redis("down".into()));
         assert_eq!(
@@ -437,7 +487,7 @@ mod tests {
         // A snapshot timer meanwhile changes nothing to the order.
         r.snapshot_timer();
         assert_eq!(r.step(), Step::Write { snapshot: true });
-        let w = r.begin_write(Some(snap()), now);
+        let w = r.begin_write(Some(snap()), now).expect("write");
         assert!(
             w.batch.is_none(),
             "degraded: no batch, the snapshot covers it"
@@ -452,7 +502,7 @@ mod tests {
         let later = now + Duration::from_secs(1);
         assert!(r.renewal_timer(later, Duration::from_millis(500)));
         assert_eq!(r.step(), Step::Write { snapshot: true });
-        let w = r.begin_write(Some(snap()), later);
+        let w = r.begin_write(Some(snap()), later).expect("write");
         assert_eq!(w.snapshot.as_ref().map(|(n, _)| *n), Some(1));
         assert_eq!(
             r.written(Ok(())),
@@ -465,12 +515,66 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_too_large_for_the_stream_is_covered_by_a_snapshot() {
+        let now = Instant::now();
+        let mut r = settled(now);
+        let big = "x".repeat(MAX_BATCH_BYTES);
+        r.record_event(Recorded {
+            seq: 1,
+            seat: None,
+            event: Event::Phase { phase: big },
+            client_seq: None,
+        });
+        r.hold(1);
+        assert_eq!(r.step(), Step::Write { snapshot: false });
+        assert_eq!(
+            r.begin_write(None, now).err(),
+            Some(NotWritten::NeedSnapshot)
+        );
+        assert_eq!(r.step(), Step::Write { snapshot: true });
+        let w = r.begin_write(Some(snap()), now).expect("write");
+        assert!(
+            w.batch.is_none(),
+            "never written where it could not be read back"
+        );
+        assert_eq!(
+            w.snapshot
+                .as_ref()
+                .map(|(n, b)| (*n, b.len() < crate::rules::SNAPSHOT_LIMIT)),
+            Some((1, true))
+        );
+        assert_eq!(r.written(Ok(())), Written::Release(vec![1]));
+        // A snapshot over the decoder's limit is refused: a failed write.
+        let mut huge = snap();
+        huge.game = vec![7; crate::rules::SNAPSHOT_LIMIT + 1];
+        r.record_event(event(2));
+        assert!(matches!(
+            r.begin_write(Some(huge), now),
+            Err(NotWritten::TooLarge(_))
+        ));
+        assert!(r.is_degraded());
+    }
+
+    #[test]
+    fn writes_after_the_end_carry_the_tombstone() {
+        let now = Instant::now();
+        let mut r = settled(now);
+        r.record_event(event(1));
+        assert!(!r.begin_write(None, now).expect("write").ended);
+        r.written(Ok(()));
+        r.record_event(event(2));
+        r.end();
+        r.step();
+        assert!(r.begin_write(None, now).expect("write").ended);
+    }
+
+    #[test]
     fn fencing_starts_before_the_lease_can_expire_and_ends_with_a_write() {
         let now = Instant::now();
         let ttl = Duration::from_millis(1000);
         let mut r = Replication::<u32>::new(1, now).with_lease(ttl);
         r.step();
-        r.begin_write(Some(snap()), now);
+        r.begin_write(Some(snap()), now).expect("write");
         r.written(Ok(()));
         assert!(!r.fenced(now + Duration::from_millis(700)));
         assert!(
@@ -482,12 +586,13 @@ mod tests {
         let t = now + Duration::from_millis(900);
         r.renewal_timer(t, Duration::from_millis(300));
         r.step();
-        r.begin_write(None, t);
+        r.begin_write(None, t).expect("write");
         r.written(Err(ReplicaError::Redis("down".into())));
         assert!(r.fenced(t));
         r.renewal_timer(t + Duration::from_millis(300), Duration::from_millis(300));
         r.step();
-        r.begin_write(Some(snap()), t + Duration::from_millis(300));
+        r.begin_write(Some(snap()), t + Duration::from_millis(300))
+            .expect("write");
         r.written(Ok(()));
         assert!(!r.fenced(t + Duration::from_millis(1000)));
         assert!(r.fenced(t + Duration::from_millis(1100)));
@@ -504,7 +609,7 @@ mod tests {
         r.record_event(event(1));
         r.hold(1);
         r.step();
-        r.begin_write(None, now);
+        r.begin_write(None, now).expect("write");
         r.hold(2);
         let lost = Err(ReplicaError::NotOwner("n2".into()));
         assert_eq!(r.written(lost), Written::Moved("n2".into()));
@@ -519,7 +624,7 @@ mod tests {
         r.hold(7);
         r.end();
         assert_eq!(r.step(), Step::Write { snapshot: false });
-        let w = r.begin_write(None, now);
+        let w = r.begin_write(None, now).expect("write");
         let batch: Batch =
             crate::rules::decode_snapshot(&w.batch.expect("batch").1).expect("decodes");
         assert!(batch.ended);
@@ -535,7 +640,7 @@ mod tests {
         let mut r = settled(now);
         assert!(r.hand_over("ws://b".into()));
         assert_eq!(r.step(), Step::Write { snapshot: true });
-        r.begin_write(Some(snap()), now);
+        r.begin_write(Some(snap()), now).expect("write");
         assert_eq!(
             r.written(Err(ReplicaError::Redis("down".into()))),
             Written::Release(vec![])
@@ -546,7 +651,7 @@ mod tests {
         let mut r = settled(now);
         assert!(r.hand_over("ws://b".into()));
         r.step();
-        r.begin_write(Some(snap()), now);
+        r.begin_write(Some(snap()), now).expect("write");
         r.written(Ok(()));
         assert_eq!(
             r.step(),
@@ -562,7 +667,7 @@ mod tests {
         assert!(!r.renewal_timer(now + Duration::from_millis(100), every));
         assert!(r.renewal_timer(now + every, every));
         assert_eq!(r.step(), Step::Write { snapshot: false });
-        let w = r.begin_write(None, now + every);
+        let w = r.begin_write(None, now + every).expect("write");
         assert!(w.renew && w.batch.is_none() && w.snapshot.is_none());
         r.written(Ok(()));
         // Renewed when that write was sent: the next one is due a period later.
@@ -578,12 +683,12 @@ mod tests {
         for n in 1..=2u64 {
             r.record_event(event(n));
             r.step();
-            r.begin_write(None, now);
+            r.begin_write(None, now).expect("write");
             r.written(Ok(()));
         }
         assert!(r.snapshot_timer());
         assert_eq!(r.step(), Step::Write { snapshot: true });
-        let w = r.begin_write(Some(snap()), now);
+        let w = r.begin_write(Some(snap()), now).expect("write");
         assert_eq!(w.snapshot.as_ref().map(|(n, _)| *n), Some(2));
         assert_eq!(w.trim_below, Some(1), "the first snapshot included batch 0");
         r.written(Ok(()));
@@ -593,11 +698,11 @@ mod tests {
         for n in [3u64, 4] {
             r.record_event(event(n));
             r.step();
-            r.begin_write(None, now);
+            r.begin_write(None, now).expect("write");
             r.written(Ok(()));
             assert!(r.snapshot_timer());
             r.step();
-            let w = r.begin_write(Some(snap()), now);
+            let w = r.begin_write(Some(snap()), now).expect("write");
             let want = if n == 3 { 1 } else { 3 };
             assert_eq!(w.trim_below, Some(want), "snapshot at batch {n}");
             r.written(Ok(()));
