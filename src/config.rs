@@ -47,6 +47,9 @@ pub struct Config {
     pub read_database_url: Option<Secret>,
     /// Key of the `/admin/*` endpoints; `None` turns them off.
     pub admin_key: Option<Secret>,
+    /// Key that seals control messages between nodes (`MATCHD_CLUSTER_KEY`;
+    /// unset, the admin key is used).
+    pub cluster_key: Option<Secret>,
     /// How long a client may take to send a request body it started.
     pub body_timeout_ms: u64,
     /// Per-IP rate limits of sessions, matches and upgrades.
@@ -398,6 +401,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "web pages that may use this node from a browser: `*`, or a comma-separated list of `https://host[:port]` (list the game's page here); pages served by this node or by another live node of the cluster are always allowed; a WebSocket upgrade from another origin gets 403 `origin_not_allowed`, and CORS answers the HTTP API's preflights for the allowed ones",
     },
     Setting {
+        var: "MATCHD_CLUSTER_KEY",
+        default: "(unset: MATCHD_ADMIN_KEY)",
+        help: "shared key of the cluster's nodes: control messages (kick, end, broadcast) on Redis are sealed with HMAC-SHA256 under it, and a node applies only sealed, fresh (within 60 s) messages of at most 16 KiB; with neither key set, control messages are off. Never logged",
+    },
+    Setting {
         var: "MATCHD_ADMIN_KEY",
         default: "(unset: admin endpoints off)",
         help: "bearer key of the `/admin/*` endpoints (drain, kick, end a match, broadcast); never logged",
@@ -572,6 +580,7 @@ impl Config {
             persist,
             read_database_url,
             admin_key: get("MATCHD_ADMIN_KEY").map(Secret),
+            cluster_key: get("MATCHD_CLUSTER_KEY").map(Secret),
             body_timeout_ms: num("MATCHD_BODY_TIMEOUT_MS", 5_000)?,
             limits: {
                 let d = crate::limits::LimitsConfig::default();

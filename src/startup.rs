@@ -151,6 +151,11 @@ impl Application {
                 }
             });
         }
+        let control_key = config
+            .cluster_key
+            .as_ref()
+            .or(config.admin_key.as_ref())
+            .map(|k| control::ControlKey::new(k.0.as_bytes()));
         let state = web::Data::new(AppState {
             engine: engine.clone(),
             sessions,
@@ -162,18 +167,25 @@ impl Application {
             advertise_url: config.advertise_url.clone(),
             redis: redis.clone(),
             redis_keys: Keys::new(&config.redis_prefix),
+            control_key: control_key.clone(),
             origins: origins.clone(),
             body_timeout: Duration::from_millis(config.body_timeout_ms),
             auth: config.auth,
             verifier,
             limits: limits.clone(),
         });
-        if let Some(url) = &config.redis_url {
-            let subscriber = redis_subscriber(&url.0).map_err(std::io::Error::other)?;
-            let (target, sessions) = (engine.clone(), state.sessions.clone());
-            control::listen(subscriber, Keys::new(&config.redis_prefix), move |msg| {
-                routes::apply_control(&target, &sessions, msg);
-            });
+        match (&config.redis_url, control_key) {
+            (Some(url), Some(key)) => {
+                let subscriber = redis_subscriber(&url.0).map_err(std::io::Error::other)?;
+                let (target, sessions) = (engine.clone(), state.sessions.clone());
+                control::listen(subscriber, Keys::new(&config.redis_prefix), key, move |msg| {
+                    routes::apply_control(&target, &sessions, msg);
+                });
+            }
+            (Some(_), None) => log::info!(
+                "no MATCHD_CLUSTER_KEY or MATCHD_ADMIN_KEY: this node neither sends nor applies control messages"
+            ),
+            (None, _) => {}
         }
         let read_cfg = config
             .read_database_url

@@ -26,9 +26,9 @@ pub(super) fn check_admin(state: &AppState, req: &actix_web::HttpRequest) -> Res
 /// Sends a control message to every node through Redis pub/sub, or, on a
 /// node without Redis, applies it here.
 pub(super) async fn control(state: &AppState, msg: ControlMsg) -> Result<HttpResponse, ApiError> {
-    match &state.redis {
-        Some(client) => {
-            let nodes = control::publish(client, &state.redis_keys, &msg)
+    match (&state.redis, &state.control_key) {
+        (Some(client), Some(key)) => {
+            let nodes = control::publish(client, &state.redis_keys, key, &msg)
                 .await
                 .map_err(|e| {
                     log::warn!("control message not published: {e}");
@@ -40,7 +40,7 @@ pub(super) async fn control(state: &AppState, msg: ControlMsg) -> Result<HttpRes
                 "nodes": nodes,
             })))
         }
-        None => {
+        _ => {
             let reached = apply_control(&state.engine, &state.sessions, &msg);
             Ok(HttpResponse::Accepted().json(serde_json::json!({
                 "kind": msg.kind(),

@@ -57,6 +57,8 @@ pub struct AppState {
     pub redis: Option<fred::prelude::Client>,
     /// The names of the node's Redis keys and channels.
     pub redis_keys: Keys,
+    /// Seals the control messages this node publishes.
+    pub control_key: Option<matchd_actors::cluster::control::ControlKey>,
     /// Web pages that may use this node from a browser.
     pub origins: crate::origins::OriginPolicy,
     /// How long a client may take to send a request body it started.

@@ -382,3 +382,73 @@ async fn an_ended_match_leaves_a_tombstone_and_is_never_rebuilt() {
     let (status, _) = b.get_json(&format!("/v1/matches/{id}")).await;
     assert_ne!(status, 200);
 }
+
+/// Control messages must be sealed with the cluster key: one published on
+/// Redis by anyone else (here, a plain kick) is refused, counted and not
+/// applied, while the admin API's sealed kick works.
+#[actix_rt::test]
+async fn unsealed_control_messages_are_refused() {
+    let redis = TestRedis::start();
+    let prefix = format!("k{}:", std::process::id());
+    let (url, p2) = (redis.url(), prefix.clone());
+    let a = spawn_app_with(
+        move |c| {
+            c.redis_url = Some(Secret(url));
+            c.redis_prefix = p2;
+            c.engine.node_id = "node-a".into();
+            c.admin_key = Some(Secret("admin".into()));
+            c.cluster_key = Some(Secret("the cluster key".into()));
+        },
+        Catalog::builtin(),
+    );
+    let mut p = a.player(Encoding::Json).await;
+    eventually("a listens for control messages", WAIT, || async {
+        let out = Command::new("redis-cli")
+            .args([
+                "-p",
+                &redis.port.to_string(),
+                "PUBSUB",
+                "NUMSUB",
+                &format!("{prefix}control"),
+            ])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (text.lines().nth(1).map(str::trim) == Some("1")).then_some(())
+    })
+    .await;
+    let forged = format!("{{\"kind\":\"kick\",\"player_id\":{}}}", p.player_id);
+    let out = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "PUBLISH",
+            &format!("{prefix}control"),
+            &forged,
+        ])
+        .output()
+        .expect("redis-cli");
+    assert!(out.status.success());
+    eventually("the forged message to be refused", WAIT, || async {
+        let metrics = a.metrics().await;
+        metrics
+            .lines()
+            .any(|l| {
+                l.starts_with(
+                    "matchd_control_messages_total{kind=\"refused\",direction=\"malformed\"}",
+                )
+            })
+            .then_some(())
+    })
+    .await;
+    p.ping(1).await; // still connected, not kicked
+    let res = a
+        .client()
+        .post(a.url("/admin/kick"))
+        .insert_header(("Authorization", "Bearer admin"))
+        .send_json(&serde_json::json!({"player_id": p.player_id}))
+        .await
+        .expect("kick");
+    assert_eq!(res.status().as_u16(), 202);
+    assert_eq!(p.expect_error().await, "kicked");
+}
