@@ -33,6 +33,9 @@ pub enum LogFormat {
 pub struct Config {
     /// Address the HTTP/WebSocket listener binds.
     pub bind: String,
+    /// A second listener for `/admin/*` and `/metrics`, which the main one
+    /// then refuses (`MATCHD_ADMIN_BIND`); `None`: one listener for all.
+    pub admin_bind: Option<String>,
     /// HTTP worker threads (each an actix Arbiter); 0 means one per core.
     pub workers: usize,
     /// Connections each HTTP worker accepts at most.
@@ -401,6 +404,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "web pages that may use this node from a browser: `*`, or a comma-separated list of `https://host[:port]` (list the game's page here); pages served by this node or by another live node of the cluster are always allowed; a WebSocket upgrade from another origin gets 403 `origin_not_allowed`, and CORS answers the HTTP API's preflights for the allowed ones",
     },
     Setting {
+        var: "MATCHD_ADMIN_BIND",
+        default: "(unset: served on MATCHD_BIND)",
+        help: "a separate listen address (e.g. a private interface) for `/admin/*` and `/metrics`; when set, the public listener answers them with 404",
+    },
+    Setting {
         var: "MATCHD_CLUSTER_KEY",
         default: "(unset: MATCHD_ADMIN_KEY)",
         help: "shared key of the cluster's nodes: control messages (kick, end, broadcast) on Redis are sealed with HMAC-SHA256 under it, and a node applies only sealed, fresh (within 60 s) messages of at most 16 KiB; with neither key set, control messages are off. Never logged",
@@ -572,6 +580,7 @@ impl Config {
             advertise_url: get("MATCHD_ADVERTISE_URL")
                 .unwrap_or_else(|| format!("ws://{bind}/v1/ws")),
             bind,
+            admin_bind: get("MATCHD_ADMIN_BIND"),
             workers: size("MATCHD_WORKERS", 0)?,
             max_connections_per_worker: size("MATCHD_MAX_CONNECTIONS_PER_WORKER", 100_000)?,
             max_sessions: size("MATCHD_MAX_SESSIONS", 1_000_000)?,

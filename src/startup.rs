@@ -29,6 +29,7 @@ use std::sync::Arc;
 pub struct Application {
     server: Server,
     port: u16,
+    admin_port: Option<u16>,
     engine: Engine,
     writer: Addr<PersistenceWriter>,
     _writer_arbiter: Arbiter,
@@ -43,6 +44,14 @@ impl Application {
     pub fn build(config: Config, catalog: Catalog) -> std::io::Result<Self> {
         let listener = TcpListener::bind(&config.bind)?;
         let port = listener.local_addr()?.port();
+        let admin_listener = match &config.admin_bind {
+            Some(addr) => Some(TcpListener::bind(addr)?),
+            None => None,
+        };
+        let admin_port = match &admin_listener {
+            Some(l) => Some(l.local_addr()?.port()),
+            None => None,
+        };
         let metrics = telemetry::metrics_handle();
         // Without a database the journal is the only store of history: a
         // data directory that cannot be written is refused here rather than
@@ -173,6 +182,7 @@ impl Application {
             auth: config.auth,
             verifier,
             limits: limits.clone(),
+            admin_port,
         });
         match (&config.redis_url, control_key) {
             (Some(url), Some(key)) => {
@@ -214,6 +224,7 @@ impl Application {
                 .wrap(routes::cors(state.origins.clone()))
                 .wrap(routes::security_headers())
                 .wrap(from_fn(routes::observe))
+                .wrap(from_fn(routes::admin_gate))
                 .configure(routes::configure)
         })
         .workers(workers)
@@ -226,7 +237,11 @@ impl Application {
         // actix-server's own handlers stop the whole System after a signal,
         // before the writer could drain: `run_until_stopped` handles them.
         .disable_signals()
-        .listen(listener)?
+        .listen(listener)?;
+        let server = match admin_listener {
+            Some(l) => server.listen(l)?,
+            None => server,
+        }
         .run();
         log::info!(
             bind = config.bind.as_str(), port = port, node_id = config.engine.node_id.as_str(), workers = workers;
@@ -235,12 +250,18 @@ impl Application {
         Ok(Self {
             server,
             port,
+            admin_port,
             engine,
             writer,
             _writer_arbiter: writer_arbiter,
             drain_timeout: Duration::from_millis(config.drain_timeout_ms),
             _affinity: affinity,
         })
+    }
+
+    /// The port of `MATCHD_ADMIN_BIND`'s listener, if there is one.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin_port
     }
 
     pub fn port(&self) -> u16 {

@@ -66,6 +66,16 @@ async fn admin_body<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))
 }
 
+/// A kick's reason, if given, is 1 to [`MAX_KICK_REASON`] bytes.
+pub fn check_kick_reason(reason: Option<&str>) -> Result<(), ApiError> {
+    if reason.is_some_and(|r| r.is_empty() || r.len() > MAX_KICK_REASON) {
+        return Err(ApiError::InvalidBody(format!(
+            "reason must be 1 to {MAX_KICK_REASON} bytes"
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 pub struct KickBody {
     pub player_id: u64,
@@ -80,14 +90,7 @@ pub(super) async fn admin_kick(
 ) -> Result<HttpResponse, ApiError> {
     check_admin(&state, &req)?;
     let KickBody { player_id, reason } = admin_body(&state, body).await?;
-    if reason
-        .as_ref()
-        .is_some_and(|r| r.is_empty() || r.len() > MAX_KICK_REASON)
-    {
-        return Err(ApiError::InvalidBody(format!(
-            "reason must be 1 to {MAX_KICK_REASON} bytes"
-        )));
-    }
+    check_kick_reason(reason.as_deref())?;
     // Sessions in Redis first, so no node can resolve one again once the
     // control message has dropped the copies in memory.
     state.sessions.revoke_player_shared(player_id).await;

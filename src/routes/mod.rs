@@ -28,13 +28,13 @@ use matchd_protocol::PlayerId;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::sessions::Sessions;
-pub use admin::apply_control;
 use admin::{admin_broadcast, admin_drain, admin_end_match, admin_kick};
+pub use admin::{apply_control, check_kick_reason, BroadcastBody, EndBody, KickBody};
 pub use error::ApiError;
 use history::{leaderboard, match_events, player_stats};
 pub use history::{EventPage, EventRecord, Leaderboard, StatsBody, MAX_EVENT_PAGE};
 use matches::{create_match, get_match, list_matches};
-pub use matches::{MatchCreated, MatchList, MatchSummary, PlayerInMatch};
+pub use matches::{CreateMatchBody, MatchCreated, MatchList, MatchSummary, PlayerInMatch};
 use probes::{health, metrics_text, nodes, ready};
 pub use sessions::SessionCreated;
 use sessions::{create_session, current_session};
@@ -65,6 +65,8 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// Per-client-IP rate limits.
     pub limits: std::sync::Arc<crate::limits::Limits>,
+    /// The port of the admin listener (`MATCHD_ADMIN_BIND`), if any.
+    pub admin_port: Option<u16>,
     /// Which identities this node accepts (`MATCHD_AUTH`).
     pub auth: crate::identity::AuthMode,
     /// The JWT checker; `None` when `MATCHD_AUTH=anonymous`.
@@ -309,6 +311,25 @@ pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("X-Frame-Options", "DENY"))
         .add(("Referrer-Policy", "no-referrer"))
+}
+
+/// Middleware body: with `MATCHD_ADMIN_BIND`, `/admin/*` and `/metrics`
+/// exist only on the admin listener; the public one answers 404.
+pub async fn admin_gate<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
+    let admin_only = req.path().starts_with("/admin/") || req.path() == "/metrics";
+    let admin_port = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|s| s.admin_port);
+    if let Some(port) = admin_port.filter(|_| admin_only) {
+        if req.app_config().local_addr().port() != port {
+            let res = actix_web::ResponseError::error_response(&ApiError::NotFound);
+            return Ok(req.into_response(res).map_into_right_body());
+        }
+    }
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 /// Middleware body: records the request duration by route pattern and status.

@@ -356,3 +356,48 @@ async fn sessions_are_rate_limited_per_client_ip() {
     let (status, _) = app.get_json("/v1/matches").await;
     assert_eq!(status, 200, "reads are not limited");
 }
+
+/// `MATCHD_ADMIN_BIND`: `/admin/*` and `/metrics` answer only on the admin
+/// listener; the public one says 404, and serves everything else as before.
+#[actix_rt::test]
+async fn admin_and_metrics_live_only_on_the_admin_listener_when_one_is_set() {
+    let app = crate::support::spawn_app_with(
+        |c| {
+            c.admin_bind = Some("127.0.0.1:0".into());
+            c.admin_key = Some(matchd::config::Secret("k".into()));
+        },
+        matchd_actors::Catalog::builtin(),
+    );
+    let admin = app.admin_base.clone().expect("an admin listener");
+    let client = app.client();
+    let status = |url: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .expect("request")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status(app.url("/metrics")).await, 404);
+    assert_eq!(status(format!("{admin}/metrics")).await, 200);
+    let drain = |base: String| {
+        let client = client.clone();
+        async move {
+            client
+                .post(format!("{base}/admin/kick"))
+                .insert_header(("Authorization", "Bearer k"))
+                .send_json(&serde_json::json!({"player_id": 1}))
+                .await
+                .expect("request")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(drain(app.base.clone()).await, 404);
+    assert_eq!(drain(admin.clone()).await, 202);
+    assert_eq!(status(app.url("/health")).await, 200);
+}

@@ -27,6 +27,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct TestApp {
     pub base: String,
+    /// The admin listener (`MATCHD_ADMIN_BIND`), if the test asked for one.
+    pub admin_base: Option<String>,
     handle: ServerHandle,
     system: actix::System,
     pub config: Config,
@@ -103,14 +105,20 @@ pub fn spawn_app_with(tweak: impl FnOnce(&mut Config), catalog: Catalog) -> Test
         let system = actix::System::new();
         system.block_on(async move {
             let app = Application::build(cfg, catalog).expect("server builds");
-            tx.send((app.port(), app.handle(), actix::System::current()))
-                .expect("test alive");
+            tx.send((
+                app.port(),
+                app.admin_port(),
+                app.handle(),
+                actix::System::current(),
+            ))
+            .expect("test alive");
             let _ = app.run_until_stopped().await;
         });
     });
-    let (port, handle, system) = rx.recv_timeout(WAIT).expect("server started");
+    let (port, admin_port, handle, system) = rx.recv_timeout(WAIT).expect("server started");
     TestApp {
         base: format!("http://127.0.0.1:{port}"),
+        admin_base: admin_port.map(|p| format!("http://127.0.0.1:{p}")),
         handle,
         system,
         config,

@@ -656,7 +656,7 @@ impl Replica {
 }
 
 /// Parses what `LOAD_LUA` returned.
-fn decode_stored(values: &[Value]) -> Result<Option<Stored>, ReplicaError> {
+pub fn decode_stored(values: &[Value]) -> Result<Option<Stored>, ReplicaError> {
     let corrupt = |what: &str| ReplicaError::Corrupt(what.to_string());
     let Some(first) = values.first() else {
         return Ok(None);
