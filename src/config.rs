@@ -62,6 +62,8 @@ pub struct Config {
     pub allowed_origins: crate::origins::AllowedOrigins,
     /// Redis for cross-node presence; `None`: the node runs alone.
     pub redis_url: Option<Secret>,
+    /// CA bundle trusted for a `rediss://` URL (else the system's roots).
+    pub redis_ca_file: Option<PathBuf>,
     /// Prefix of every Redis key this node writes.
     pub redis_prefix: String,
     /// Lifetime of the node's Redis registration (renewed every third).
@@ -404,6 +406,16 @@ pub const SETTINGS: &[Setting] = &[
         help: "web pages that may use this node from a browser: `*`, or a comma-separated list of `https://host[:port]` (list the game's page here); pages served by this node or by another live node of the cluster are always allowed; a WebSocket upgrade from another origin gets 403 `origin_not_allowed`, and CORS answers the HTTP API's preflights for the allowed ones",
     },
     Setting {
+        var: "MATCHD_DATABASE_CA_FILE",
+        default: "(unset: system roots)",
+        help: "PEM CA bundle trusted when `DATABASE_URL`/`DATABASE_READ_URL` has `sslmode=require` (or `verify-ca`/`verify-full`): TLS through rustls, certificate and host name always verified",
+    },
+    Setting {
+        var: "MATCHD_REDIS_CA_FILE",
+        default: "(unset: system roots)",
+        help: "PEM CA bundle trusted for a `rediss://` `REDIS_URL` (TLS through rustls, certificate and host name verified)",
+    },
+    Setting {
         var: "MATCHD_ADMIN_BIND",
         default: "(unset: served on MATCHD_BIND)",
         help: "a separate listen address (e.g. a private interface) for `/admin/*` and `/metrics`; when set, the public listener answers them with 404",
@@ -554,6 +566,7 @@ impl Config {
         };
         let persist = WriterConfig {
             rate_anonymous,
+            database_ca_file: get("MATCHD_DATABASE_CA_FILE").map(PathBuf::from),
             database_url: database_url.clone(),
             data_dir: get("MATCHD_DATA_DIR").map_or(w.data_dir, PathBuf::from),
             flush_ms: num("MATCHD_WRITER_FLUSH_MS", w.flush_ms)?,
@@ -622,6 +635,7 @@ impl Config {
             },
             drain_timeout_ms: num("MATCHD_DRAIN_TIMEOUT_MS", 60_000)?,
             redis_url: get("REDIS_URL").map(Secret),
+            redis_ca_file: get("MATCHD_REDIS_CA_FILE").map(PathBuf::from),
             redis_prefix: get("MATCHD_REDIS_PREFIX").unwrap_or_else(|| "matchd:".into()),
             node_ttl_ms: num("MATCHD_NODE_TTL_MS", 5_000)?,
             lease_ttl_ms: num("MATCHD_LEASE_TTL_MS", 5_000)?,

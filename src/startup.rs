@@ -76,7 +76,10 @@ impl Application {
         // With Redis: one client, shared by the node registry, the match
         // replicas and the sessions.
         let redis = match &config.redis_url {
-            Some(url) => Some(redis_client(&url.0).map_err(std::io::Error::other)?),
+            Some(url) => Some(
+                redis_client(&url.0, config.redis_ca_file.as_deref())
+                    .map_err(std::io::Error::other)?,
+            ),
             None => None,
         };
         let replica = redis.as_ref().map(|client| {
@@ -186,7 +189,8 @@ impl Application {
         });
         match (&config.redis_url, control_key) {
             (Some(url), Some(key)) => {
-                let subscriber = redis_subscriber(&url.0).map_err(std::io::Error::other)?;
+                let subscriber = redis_subscriber(&url.0, config.redis_ca_file.as_deref())
+                    .map_err(std::io::Error::other)?;
                 let (target, sessions) = (engine.clone(), state.sessions.clone());
                 control::listen(subscriber, Keys::new(&config.redis_prefix), key, move |msg| {
                     routes::apply_control(&target, &sessions, msg);
@@ -435,9 +439,10 @@ fn probe_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
 /// process's (a restart after a crash) and does not count. Redis being
 /// unreachable skips the check (the registration itself checks again).
 fn ensure_node_id_free(url: &str, config: &Config) -> std::io::Result<()> {
-    let (url, key) = (
+    let (url, key, ca) = (
         url.to_string(),
         Keys::new(&config.redis_prefix).node(&config.engine.node_id),
+        config.redis_ca_file.clone(),
     );
     let wait = Duration::from_millis(config.node_ttl_ms / 3 + 500);
     let check = std::thread::spawn(move || -> Result<bool, String> {
@@ -447,7 +452,7 @@ fn ensure_node_id_free(url: &str, config: &Config) -> std::io::Result<()> {
             .map_err(|e| e.to_string())?;
         rt.block_on(async move {
             use fred::prelude::KeysInterface;
-            let client = matchd_actors::cluster::nodes::connected_client(&url)
+            let client = matchd_actors::cluster::nodes::connected_client(&url, ca.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
             let renewed = |v: Option<String>| {

@@ -9,7 +9,8 @@
 //!    [`metrics`], [`util`] and [`budget`]: no actors, no I/O.
 //! 2. [`validation_cache`], [`history`] and [`cluster`]: the actors and
 //!    clients of one resource each (the cache, Postgres and the journal,
-//!    Redis). They never import a match, the node or a connection.
+//!    Redis), and [`tls`], their TLS settings. They never import a match,
+//!    the node or a connection.
 //! 3. [`session`]: the match actor.
 //! 4. [`node`]: the registry that supervises matches, and the [`Engine`]
 //!    handle.
@@ -37,6 +38,7 @@ pub mod node;
 pub mod rules;
 mod session;
 pub mod testing;
+pub mod tls;
 pub mod util;
 mod validation_cache;
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// every module of a lower layer; not the other modules of its own layer.
 const LAYERS: &[&[&str]] = &[
     &["rules", "config", "metrics", "util", "budget"],
-    &["validation_cache", "history", "cluster"],
+    &["validation_cache", "history", "cluster", "tls"],
     &["session"],
     &["node"],
     &["connection"],

@@ -153,7 +153,7 @@ async fn drive(opts: Opts) -> Result<FailoverReport, String> {
         client_seq += 1;
         mark(&mut ws, client_seq, &mut seq).await?;
     }
-    let redis = connected_client(&opts.redis)
+    let redis = connected_client(&opts.redis, None)
         .await
         .map_err(|e| e.to_string())?;
     let leases = Replica::new(

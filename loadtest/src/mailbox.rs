@@ -660,7 +660,7 @@ async fn drive(opts: Opts) -> std::io::Result<MailboxReport> {
     let replica = match &opts.redis {
         Some(url) => {
             check_loopback(url)?;
-            let client = connected_client(url)
+            let client = connected_client(url, None)
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             Some(Replica::new(

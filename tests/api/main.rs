@@ -18,4 +18,5 @@ mod resume;
 mod sandbox;
 mod support;
 mod tactics;
+mod tls;
 mod web;

@@ -911,6 +911,7 @@ async fn pooled_connections_run_with_the_statement_timeout() {
             pool_size: 1,
             timeout: Duration::from_millis(1500),
             rate_anonymous: true,
+            ca_file: None,
         })
         .expect("store");
     assert_eq!(store.statement_timeout().await.expect("show"), "1500ms");

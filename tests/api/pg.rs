@@ -108,6 +108,23 @@ impl TestPg {
         pg
     }
 
+    /// The server's directory (owned by the server's user).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Gives `path` to the server's OS user (as root, `postgres`).
+    pub fn give(&self, path: &Path) {
+        if self.as_postgres {
+            let ok = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(path)
+                .status()
+                .expect("chown");
+            assert!(ok.success());
+        }
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
@@ -126,8 +143,13 @@ impl TestPg {
 
     /// Starts the server and waits until it accepts connections.
     pub fn start_server(&self) {
+        self.start_server_with("");
+    }
+
+    /// Like [`TestPg::start_server`], with extra server options (`-c ...`).
+    pub fn start_server_with(&self, extra: &str) {
         let opts = format!(
-            "-k {} -c listen_addresses=127.0.0.1 -p {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            "-k {} -c listen_addresses=127.0.0.1 -p {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off {extra}",
             self.dir.display(),
             self.port
         );

@@ -268,7 +268,9 @@ async fn a_stale_owner_can_never_write() {
         encode, Batch, Claim, MatchSnapshot, Replica, ReplicaConfig, ReplicaError, Write,
     };
     let redis = TestRedis::start();
-    let client = connected_client(&redis.url()).await.expect("connects");
+    let client = connected_client(&redis.url(), None)
+        .await
+        .expect("connects");
     let node = |id: &str| {
         let cfg = ReplicaConfig {
             prefix: "fence:".into(),

@@ -149,6 +149,18 @@ pub struct Affinity {
     latency: Histogram,
 }
 
+/// The client configuration of `url`; a `rediss://` URL connects with TLS,
+/// verifying the server against `ca_file` (`MATCHD_REDIS_CA_FILE`) or the
+/// system's roots.
+fn redis_config(url: &str, ca_file: Option<&std::path::Path>) -> Result<Config, AffinityError> {
+    let mut config = Config::from_url(url).map_err(|e| AffinityError::Redis(e.to_string()))?;
+    if url.starts_with("rediss://") {
+        let tls = crate::tls::client_config(ca_file).map_err(AffinityError::Redis)?;
+        config.tls = Some(fred::types::config::TlsConnector::from(tls).into());
+    }
+    Ok(config)
+}
+
 /// How long any Redis command may take before it counts as failed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -156,8 +168,8 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// command timeout and a bounded buffer for commands issued while
 /// disconnected. Not connected yet: [`Affinity`] connects it on its
 /// Arbiter, and every clone (match replicas, sessions) shares it.
-pub fn redis_client(url: &str) -> Result<Client, AffinityError> {
-    let config = Config::from_url(url).map_err(|e| AffinityError::Redis(e.to_string()))?;
+pub fn redis_client(url: &str, ca_file: Option<&std::path::Path>) -> Result<Client, AffinityError> {
+    let config = redis_config(url, ca_file)?;
     Builder::from_config(config)
         // Without a policy fred never reconnects (PITFALLS.md).
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
@@ -173,8 +185,11 @@ pub fn redis_client(url: &str) -> Result<Client, AffinityError> {
 
 /// A [`redis_client`] connected and ready, for tools that run without an
 /// [`Affinity`] (the load-test harness).
-pub async fn connected_client(url: &str) -> Result<Client, AffinityError> {
-    let client = redis_client(url)?;
+pub async fn connected_client(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+) -> Result<Client, AffinityError> {
+    let client = redis_client(url, ca_file)?;
     drop(client.connect());
     tokio::time::timeout(Duration::from_secs(5), client.wait_for_connect())
         .await
@@ -185,8 +200,11 @@ pub async fn connected_client(url: &str) -> Result<Client, AffinityError> {
 
 /// A pub/sub client with the same policies as [`redis_client`]; connected
 /// by [`super::control::listen`].
-pub fn redis_subscriber(url: &str) -> Result<fred::clients::SubscriberClient, AffinityError> {
-    let config = Config::from_url(url).map_err(|e| AffinityError::Redis(e.to_string()))?;
+pub fn redis_subscriber(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+) -> Result<fred::clients::SubscriberClient, AffinityError> {
+    let config = redis_config(url, ca_file)?;
     Builder::from_config(config)
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
         .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)

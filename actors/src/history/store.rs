@@ -73,6 +73,9 @@ pub struct StoreConfig {
     pub pool_size: usize,
     /// Connect, pool wait and statement timeout.
     pub timeout: Duration,
+    /// CA bundle trusted for `sslmode=require` (`MATCHD_DATABASE_CA_FILE`);
+    /// `None`: the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// A pool of connections to one Postgres (primary or replica).
@@ -134,8 +137,7 @@ impl Store {
     /// Builds the pool; connections are made lazily, on the runtime that
     /// first asks for them (build it on the thread that will use it).
     pub fn new(cfg: &StoreConfig) -> Result<Self, StoreError> {
-        let mut pg: tokio_postgres::Config = cfg
-            .url
+        let mut pg: tokio_postgres::Config = crate::tls::postgres_url(&cfg.url)
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))?;
         pg.connect_timeout(cfg.timeout);
@@ -146,13 +148,24 @@ impl Store {
         // parameter, which PgBouncer refuses in its usual configuration.
         let statement_ms = cfg.timeout.as_millis().max(1);
         let set_timeout = format!("SET statement_timeout = {statement_ms}");
-        let manager = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Verified,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Verified,
+        };
+        // TLS when the URL asks for it (`sslmode=require`, or libpq's
+        // verifying modes): certificate and host name verified against
+        // `ca_file` or the system's roots. Otherwise plain, as before (a
+        // default `prefer` must not fail on a server's self-signed cert).
+        let manager = if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            let tls =
+                crate::tls::client_config(cfg.ca_file.as_deref()).map_err(StoreError::Config)?;
+            Manager::from_config(
+                pg,
+                tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                manager_config,
+            )
+        } else {
+            Manager::from_config(pg, NoTls, manager_config)
+        };
         let pool = Pool::builder(manager)
             .max_size(cfg.pool_size.max(1))
             .runtime(Runtime::Tokio1)

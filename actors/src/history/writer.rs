@@ -59,6 +59,8 @@ pub struct WriterConfig {
     /// Whether ratings and win/loss stats count for anonymous players too
     /// (else only for verified ones, see [`crate::util::is_verified_player`]).
     pub rate_anonymous: bool,
+    /// CA bundle for `sslmode=require` (`MATCHD_DATABASE_CA_FILE`).
+    pub database_ca_file: Option<PathBuf>,
     /// Directory of `journal.log` and `dead-letter.log`.
     pub data_dir: PathBuf,
     pub flush_ms: u64,
@@ -123,6 +125,7 @@ impl Default for WriterConfig {
             retries: 3,
             backoff_ms: 50,
             rate_anonymous: true,
+            database_ca_file: None,
         }
     }
 }
@@ -139,6 +142,7 @@ impl WriterConfig {
     pub fn store_config(&self, url: &str) -> StoreConfig {
         StoreConfig {
             rate_anonymous: self.rate_anonymous,
+            ca_file: self.database_ca_file.clone(),
             url: url.to_string(),
             pool_size: self.pool_size,
             timeout: Duration::from_millis(self.db_timeout_ms),
