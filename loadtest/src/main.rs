@@ -37,9 +37,11 @@ mailbox options:
 
 ws options:
   --url URL                    node to load (default http://127.0.0.1:8080; loopback only)
-  --scenario connections|fanout|tactics|resume   default fanout
+  --scenario connections|fanout|tactics|resume|abuse   default fanout
                                (resume: fanout whose clients drop their socket
-                               and resume on a new one; no event may be lost)
+                               and resume on a new one; no event may be lost;
+                               abuse: malformed frames every second and a burst
+                               over the frame budget every 20 s, reconnecting)
   --resume-every D             resume: each client about this often (default 5s)
   --resume-via URL             resume: through this other node, following its redirect
   --clients N --duration D     a flat run (default 100 clients, 10s)
@@ -66,6 +68,10 @@ failover options (a sandbox match on --url, whose process is killed):
   --marks N                    marks before the kill (default 20)
   Prints one JSON line: kill to lease expiry, expiry to resumed and to playing.
 
+soak-plot SAMPLES.csv OUT.svg [TITLE]:
+  draws the samples of loadtest/scripts/soak.sh (node RSS, open files,
+  connections, writer queue over time) as an SVG
+
 cache options:
   --positions N                tactics positions (default 500)
   --encoding json|bincode      default json
@@ -85,6 +91,7 @@ fn main() {
         "ws" => run_ws(&argv[1..]),
         "merge" => run_merge(&argv[1..]),
         "failover" => run_failover(&argv[1..]),
+        "soak-plot" => run_soak_plot(&argv[1..]),
         "--help" | "-h" | "help" => {
             print!("{USAGE}");
             Ok(())
@@ -222,6 +229,23 @@ fn run_failover(argv: &[String]) -> Result<(), String> {
     let r = failover::run(opts)?;
     println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
     Ok(())
+}
+
+/// `soak-plot SAMPLES.csv OUT.svg [TITLE]`: the curve of a soak run.
+fn run_soak_plot(argv: &[String]) -> Result<(), String> {
+    let (Some(csv), Some(svg)) = (argv.first(), argv.get(1)) else {
+        return Err("usage: loadtest soak-plot SAMPLES.csv OUT.svg [TITLE]".into());
+    };
+    let text = std::fs::read_to_string(csv).map_err(|e| format!("{csv}: {e}"))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let rows: Vec<Vec<f64>> = lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(',').map(|v| v.trim().parse().unwrap_or(0.0)).collect())
+        .collect();
+    let title = argv.get(2).map_or("matchd soak", String::as_str);
+    let doc = loadtest::plot::soak_svg(title, &header, &rows)?;
+    std::fs::write(svg, doc).map_err(|e| format!("{svg}: {e}"))
 }
 
 fn run_merge(argv: &[String]) -> Result<(), String> {

@@ -134,6 +134,63 @@ pub fn svg(title: &str, seconds: &[Second]) -> String {
     out
 }
 
+/// A soak run's samples (`loadtest/scripts/soak.sh` writes them as CSV
+/// with a header `t_s,rss_kib,fds,connections,writer_queue,history_lost`):
+/// the node's memory, open files and connections, and queue depths over
+/// time, as three stacked charts.
+pub fn soak_svg(title: &str, header: &[&str], rows: &[Vec<f64>]) -> Result<String, String> {
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or_else(|| format!("the CSV has no {name} column"))
+    };
+    let (t, rss, fds, conns, queue) = (
+        col("t_s")?,
+        col("rss_kib")?,
+        col("fds")?,
+        col("connections")?,
+        col("writer_queue")?,
+    );
+    let pts = |i: usize, scale: f64| -> Vec<(f64, f64)> {
+        rows.iter()
+            .filter_map(|r| Some((*r.get(t)?, *r.get(i)? * scale)))
+            .collect()
+    };
+    let t_max = rows.iter().filter_map(|r| r.get(t).copied()).fold(1.0, f64::max);
+    let mut out = String::new();
+    let height = 3.0 * H + 40.0;
+    let _ = writeln!(
+        out,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" viewBox="0 0 {W} {height}"><rect width="100%" height="100%" fill="white"/>"##
+    );
+    let _ = writeln!(
+        out,
+        r##"<text x="{PAD}" y="14" font-size="12" font-family="sans-serif">{}</text>"##,
+        title.replace('<', "&lt;")
+    );
+    chart(&mut out, 20.0, "node RSS (MiB)", t_max, &[("rss", "#1f77b4", pts(rss, 1.0 / 1024.0))]);
+    chart(
+        &mut out,
+        H + 30.0,
+        "open files and WebSocket connections",
+        t_max,
+        &[
+            ("open files", "#ff7f0e", pts(fds, 1.0)),
+            ("connections", "#2ca02c", pts(conns, 1.0)),
+        ],
+    );
+    chart(
+        &mut out,
+        2.0 * H + 40.0,
+        "persistence writer queue (records)",
+        t_max,
+        &[("writer queue", "#d62728", pts(queue, 1.0))],
+    );
+    out.push_str("</svg>\n");
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +212,16 @@ mod tests {
         assert!(doc.starts_with("<svg") && doc.trim_end().ends_with("</svg>"));
         assert_eq!(doc.matches("<polyline").count(), 5);
         assert!(doc.contains("&lt;test>"));
+    }
+
+    #[test]
+    fn soak_svg_draws_each_sampled_series() {
+        let header = ["t_s", "rss_kib", "fds", "connections", "writer_queue"];
+        let rows: Vec<Vec<f64>> = (0..10)
+            .map(|i| vec![i as f64 * 10.0, 50_000.0, 300.0, 250.0, 0.0])
+            .collect();
+        let doc = soak_svg("soak", &header, &rows).expect("svg");
+        assert_eq!(doc.matches("<polyline").count(), 4);
+        assert!(soak_svg("soak", &["t_s"], &rows).is_err());
     }
 }

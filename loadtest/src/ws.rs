@@ -41,6 +41,10 @@ pub enum Scenario {
     /// Fan-out where clients drop their connection now and then and
     /// `resume` on a new one, checking that no event is lost.
     Resume,
+    /// Misbehaving clients (for soak runs): each sends a malformed frame
+    /// every second and, every 20 s, a burst of 400 pings over its frame
+    /// budget, which gets it closed (1008); then it connects again.
+    Abuse,
 }
 
 impl Scenario {
@@ -50,8 +54,9 @@ impl Scenario {
             "fanout" => Ok(Self::Fanout),
             "tactics" => Ok(Self::Tactics),
             "resume" => Ok(Self::Resume),
+            "abuse" => Ok(Self::Abuse),
             other => Err(format!(
-                "unknown scenario {other:?} (connections, fanout, tactics, resume)"
+                "unknown scenario {other:?} (connections, fanout, tactics, resume, abuse)"
             )),
         }
     }
@@ -62,6 +67,7 @@ impl Scenario {
             Self::Fanout => "fanout",
             Self::Tactics => "tactics",
             Self::Resume => "resume",
+            Self::Abuse => "abuse",
         }
     }
 
@@ -967,6 +973,75 @@ async fn run_client(
     c.live.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// One misbehaving client ([`Scenario::Abuse`]) until stopped: malformed
+/// frames (each must be answered with an `error` frame, counted as
+/// delivered) and bursts over the frame budget (the server closes the
+/// socket; counted in `closed`), reconnecting after each close.
+async fn run_abuser(shared: Arc<Shared>, i: usize, mut stop: oneshot::Receiver<()>) {
+    let c = &shared.counters;
+    loop {
+        let mut ws = match connect(&shared, i).await {
+            Ok((ws, _)) => ws,
+            Err(e) => {
+                add(&c.connect_failures, 1);
+                log_once(&e);
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        add(&c.connects, 1);
+        add(&c.live, 1);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut n = 0u64;
+        let stopped = loop {
+            tokio::select! {
+                _ = &mut stop => break true,
+                _ = tick.tick() => {
+                    n += 1;
+                    let sent = if n % 20 == 0 {
+                        let ping = encode(&ClientMsg::Ping { nonce: n }, shared.opts.encoding);
+                        let mut ok = true;
+                        for _ in 0..400 {
+                            if ws.send(ping.clone()).await.is_err() {
+                                ok = false;
+                                break;
+                            }
+                        }
+                        ok
+                    } else {
+                        add(&c.actions, 1);
+                        ws.send(Message::Text("{\"type\":\"action\",\"nonsense".into())).await.is_ok()
+                    };
+                    if !sent {
+                        break false;
+                    }
+                }
+                frame = ws.next() => match frame {
+                    Some(Ok(m)) => match decode(&m) {
+                        Some(Ok(ServerMsg::Error { .. })) => add(&c.delivered, 1),
+                        Some(Ok(_)) => {}
+                        Some(Err(())) => add(&c.decode_errors, 1),
+                        None => {
+                            if let Message::Close(_) = m {
+                                break false;
+                            }
+                        }
+                    },
+                    _ => break false,
+                },
+            }
+        };
+        c.live.fetch_sub(1, Ordering::Relaxed);
+        let _ = ws.close(None).await;
+        if stopped {
+            return;
+        }
+        add(&c.closed, 1);
+    }
+}
+
 fn log_once(e: &str) {
     use std::sync::atomic::AtomicBool;
     static SAID: AtomicBool = AtomicBool::new(false);
@@ -1059,7 +1134,7 @@ async fn drive(shared: Arc<Shared>, threads: usize) -> Result<WsReport, String> 
             let i = next_client;
             next_client += 1;
             let room = match opts.scenario {
-                Scenario::Connections => None,
+                Scenario::Connections | Scenario::Abuse => None,
                 Scenario::Fanout | Scenario::Tactics | Scenario::Resume => {
                     let r = i / opts.scenario.room_size(opts.room);
                     while rooms.len() <= r {
@@ -1084,6 +1159,10 @@ async fn drive(shared: Arc<Shared>, threads: usize) -> Result<WsReport, String> 
             };
             let (tx, rx) = oneshot::channel();
             stops.push(tx);
+            if opts.scenario == Scenario::Abuse {
+                tasks.push(tokio::spawn(run_abuser(shared.clone(), i, rx)));
+                continue;
+            }
             tasks.push(tokio::spawn(run_client(
                 shared.clone(),
                 i,
