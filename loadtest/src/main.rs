@@ -241,7 +241,11 @@ fn run_soak_plot(argv: &[String]) -> Result<(), String> {
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
     let rows: Vec<Vec<f64>> = lines
         .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split(',').map(|v| v.trim().parse().unwrap_or(0.0)).collect())
+        .map(|l| {
+            l.split(',')
+                .map(|v| v.trim().parse().unwrap_or(0.0))
+                .collect()
+        })
         .collect();
     let title = argv.get(2).map_or("matchd soak", String::as_str);
     let doc = loadtest::plot::soak_svg(title, &header, &rows)?;

@@ -157,7 +157,10 @@ pub fn soak_svg(title: &str, header: &[&str], rows: &[Vec<f64>]) -> Result<Strin
             .filter_map(|r| Some((*r.get(t)?, *r.get(i)? * scale)))
             .collect()
     };
-    let t_max = rows.iter().filter_map(|r| r.get(t).copied()).fold(1.0, f64::max);
+    let t_max = rows
+        .iter()
+        .filter_map(|r| r.get(t).copied())
+        .fold(1.0, f64::max);
     let mut out = String::new();
     let height = 3.0 * H + 40.0;
     let _ = writeln!(
@@ -169,7 +172,13 @@ pub fn soak_svg(title: &str, header: &[&str], rows: &[Vec<f64>]) -> Result<Strin
         r##"<text x="{PAD}" y="14" font-size="12" font-family="sans-serif">{}</text>"##,
         title.replace('<', "&lt;")
     );
-    chart(&mut out, 20.0, "node RSS (MiB)", t_max, &[("rss", "#1f77b4", pts(rss, 1.0 / 1024.0))]);
+    chart(
+        &mut out,
+        20.0,
+        "node RSS (MiB)",
+        t_max,
+        &[("rss", "#1f77b4", pts(rss, 1.0 / 1024.0))],
+    );
     chart(
         &mut out,
         H + 30.0,
