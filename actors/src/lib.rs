@@ -7,10 +7,10 @@
 //!
 //! 1. [`matchd_protocol`] (its own crate), then [`rules`], [`config`],
 //!    [`metrics`], [`util`] and [`budget`]: no actors, no I/O.
-//! 2. [`validation_cache`], [`history`] and [`cluster`]: the actors and
+//! 2. [`tls`] (the TLS settings of Postgres and Redis), then
+//!    [`validation_cache`], [`history`] and [`cluster`]: the actors and
 //!    clients of one resource each (the cache, Postgres and the journal,
-//!    Redis), and [`tls`], their TLS settings. They never import a match,
-//!    the node or a connection.
+//!    Redis). They never import a match, the node or a connection.
 //! 3. [`session`]: the match actor.
 //! 4. [`node`]: the registry that supervises matches, and the [`Engine`]
 //!    handle.

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 /// every module of a lower layer; not the other modules of its own layer.
 const LAYERS: &[&[&str]] = &[
     &["rules", "config", "metrics", "util", "budget"],
-    &["validation_cache", "history", "cluster", "tls"],
+    // The TLS settings that both the Postgres and the Redis clients use.
+    &["tls"],
+    &["validation_cache", "history", "cluster"],
     &["session"],
     &["node"],
     &["connection"],
