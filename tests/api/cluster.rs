@@ -998,3 +998,66 @@ async fn a_node_id_that_is_live_in_redis_is_refused_and_a_stale_one_is_not() {
     let (code, _) = get(&again.base(), "/ready").await.expect("answers");
     assert_eq!(code, 200);
 }
+
+/// Redis slower than the command timeout (every reply delayed 1.5 s, the
+/// timeout is 1 s) for 3 s, through a proxy, under two players marking:
+/// writes time out and the match holds its frames until Redis answers in
+/// time again; every member still gets every event once, in order.
+#[actix_rt::test]
+async fn a_slow_redis_loses_and_reorders_no_event() {
+    use crate::support::TcpCut;
+    let redis = TestRedis::start();
+    let proxy = TcpCut::start(redis.port);
+    let dir = TempDir::new("cluster-slow-redis");
+    let via = proxy.url();
+    let env = [
+        ("REDIS_URL", via.as_str()),
+        ("MATCHD_LEASE_TTL_MS", "5000"),
+        ("MATCHD_NODE_TTL_MS", "5000"),
+    ];
+    let b = Node::start_with(&redis, "t12:", "node-b", dir.path(), &env).await;
+    let mut p1 = Player::new(&b.base()).await;
+    let id = p1.join(None, Some("sandbox")).await;
+    let mut p2 = Player::new(&b.base()).await;
+    p2.join(Some(id), None).await;
+    let mut players = [p1, p2];
+    let at = |ms| Instant::now() + Duration::from_millis(ms);
+    let (before, _) = play_through(&mut players, at(1000)).await;
+    let fault = async {
+        proxy.slow(Duration::from_millis(1500));
+        actix_rt::time::sleep(Duration::from_secs(3)).await;
+        proxy.slow(Duration::ZERO);
+    };
+    let ((), (during, refused_during)) =
+        futures_util::join!(fault, play_through(&mut players, at(4000)));
+    let (after, refused_after) = play_through(&mut players, at(4000)).await;
+    assert!(after > 10, "the match goes on: {after} marks after");
+    for code in refused_during.iter().chain(&refused_after) {
+        assert_eq!(code, "match_recovering");
+    }
+    let last = players[0].seq.max(players[1].seq);
+    for p in players.iter_mut() {
+        p.catch_up(last).await;
+    }
+    let marks = players[0]
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Marked { .. }))
+        .count();
+    assert_eq!(marks, before + during + after, "every played mark once");
+    // The fault was real: writes timed out meanwhile.
+    let mut res = http()
+        .get(format!("{}/metrics", b.base()))
+        .send()
+        .await
+        .expect("metrics");
+    let text =
+        String::from_utf8(res.body().limit(8 << 20).await.expect("body").to_vec()).expect("utf8");
+    let failures: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("matchd_lease_renew_failures_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(failures > 0.0, "no write timed out: {text}");
+    eprintln!("slow redis: {before} marks before, {during} during, {after} after");
+}

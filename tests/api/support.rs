@@ -579,10 +579,12 @@ where
 /// A TCP proxy on a free loopback port to `upstream`, whose link can be cut
 /// and restored: a network partition between one process and a service
 /// (Redis), while everything else still reaches both. Cutting closes every
-/// proxied connection and refuses new ones until restored.
+/// proxied connection and refuses new ones until restored. It can also
+/// slow the link: every chunk waits [`TcpCut::slow`] before it is passed on.
 pub struct TcpCut {
     pub port: u16,
     cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
     conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
 }
 
@@ -594,7 +596,8 @@ impl TcpCut {
         let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>> =
             std::sync::Arc::default();
-        let (c, k) = (cut.clone(), conns.clone());
+        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (c, k, d) = (cut.clone(), conns.clone(), delay_ms.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -617,14 +620,41 @@ impl TcpCut {
                 .into_iter()
                 .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
                 {
+                    let d = d.clone();
                     std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
+                        use std::io::{Read, Write};
+                        let mut buf = [0u8; 16 * 1024];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            let wait = d.load(Ordering::SeqCst);
+                            if wait > 0 {
+                                std::thread::sleep(std::time::Duration::from_millis(wait));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
                         let _ = to.shutdown(std::net::Shutdown::Both);
                     });
                 }
             }
         });
-        Self { port, cut, conns }
+        Self {
+            port,
+            cut,
+            delay_ms,
+            conns,
+        }
+    }
+
+    /// Every chunk through the proxy waits `delay` (zero: none).
+    pub fn slow(&self, delay: std::time::Duration) {
+        self.delay_ms.store(
+            delay.as_millis() as u64,
+            std::sync::atomic::Ordering::SeqCst,
+        );
     }
 
     pub fn url(&self) -> String {
