@@ -92,23 +92,27 @@ fn short(v: f64) -> String {
 }
 
 /// The whole SVG document.
-pub fn svg(title: &str, seconds: &[Second]) -> String {
-    let t_max = seconds.last().map_or(1.0, |s| s.t);
-    let pts = |f: fn(&Second) -> f64| -> Vec<(f64, f64)> {
-        seconds.iter().map(|s| (s.t, f(s))).collect()
-    };
+/// The start of an SVG document of `height` with `title` on top.
+fn open(title: &str, height: f64) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{}" viewBox="0 0 {W} {}"><rect width="100%" height="100%" fill="white"/>"##,
-        2.0 * H + 30.0,
-        2.0 * H + 30.0
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" viewBox="0 0 {W} {height}"><rect width="100%" height="100%" fill="white"/>"##
     );
     let _ = writeln!(
         out,
         r##"<text x="{PAD}" y="14" font-size="12" font-family="sans-serif">{}</text>"##,
         title.replace('<', "&lt;")
     );
+    out
+}
+
+pub fn svg(title: &str, seconds: &[Second]) -> String {
+    let t_max = seconds.last().map_or(1.0, |s| s.t);
+    let pts = |f: fn(&Second) -> f64| -> Vec<(f64, f64)> {
+        seconds.iter().map(|s| (s.t, f(s))).collect()
+    };
+    let mut out = open(title, 2.0 * H + 30.0);
     chart(
         &mut out,
         20.0,
@@ -161,17 +165,7 @@ pub fn soak_svg(title: &str, header: &[&str], rows: &[Vec<f64>]) -> Result<Strin
         .iter()
         .filter_map(|r| r.get(t).copied())
         .fold(1.0, f64::max);
-    let mut out = String::new();
-    let height = 3.0 * H + 40.0;
-    let _ = writeln!(
-        out,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" viewBox="0 0 {W} {height}"><rect width="100%" height="100%" fill="white"/>"##
-    );
-    let _ = writeln!(
-        out,
-        r##"<text x="{PAD}" y="14" font-size="12" font-family="sans-serif">{}</text>"##,
-        title.replace('<', "&lt;")
-    );
+    let mut out = open(title, 3.0 * H + 40.0);
     chart(
         &mut out,
         20.0,

@@ -764,6 +764,50 @@ async fn play_through(players: &mut [Player; 2], until: Instant) -> (usize, Vec<
     (a + b, ra)
 }
 
+/// Two players on a new sandbox match of `node` mark for 1 s, then through
+/// `fault` (run alongside, on its own schedule) for 4 s, then 4 s more.
+/// Every frame is checked for order as it comes; refusals may only be
+/// `match_recovering`; the match goes on afterwards; and both members saw
+/// every played mark once. Returns the marks played before, during and
+/// after.
+async fn play_through_a_fault(
+    node: &Node,
+    fault: impl std::future::Future<Output = ()>,
+) -> (usize, usize, usize) {
+    let mut p1 = Player::new(&node.base()).await;
+    let id = p1.join(None, Some("sandbox")).await;
+    let mut p2 = Player::new(&node.base()).await;
+    p2.join(Some(id), None).await;
+    let mut players = [p1, p2];
+    let at = |ms| Instant::now() + Duration::from_millis(ms);
+    let (before, refused) = play_through(&mut players, at(1000)).await;
+    assert!(before > 5 && refused.is_empty(), "{before} {refused:?}");
+    let ((), (during, refused_during)) =
+        futures_util::join!(fault, play_through(&mut players, at(4000)));
+    let (after, refused_after) = play_through(&mut players, at(4000)).await;
+    assert!(
+        after > 10,
+        "the match goes on: {after} marks after the fault"
+    );
+    for code in refused_during.iter().chain(&refused_after) {
+        assert_eq!(code, "match_recovering");
+    }
+    let last = players[0].seq.max(players[1].seq);
+    for p in players.iter_mut() {
+        p.catch_up(last).await;
+    }
+    let marks = players[0]
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Marked { .. }))
+        .count();
+    assert_eq!(marks, before + during + after, "every played mark, once");
+    // p2 joined after p1: its history is the end of p1's.
+    let (h1, h2) = (&players[0].events, &players[1].events);
+    assert_eq!(h2[..], h1[h1.len() - h2.len()..]);
+    (before, during, after)
+}
+
 /// Redis stops for 3 s and comes back empty, under two players marking on
 /// a match of node B: every frame each member gets is in order with no
 /// gap or repeat (checked frame by frame), every mark is played once, and
@@ -781,51 +825,14 @@ async fn a_redis_restart_loses_no_event() {
     ];
     let _a = Node::start_with(&redis, "t9:", "node-a", dir.path(), &defaults).await;
     let b = Node::start_with(&redis, "t9:", "node-b", dir.path(), &defaults).await;
-    let mut p1 = Player::new(&b.base()).await;
-    let id = p1.join(None, Some("sandbox")).await;
-    let mut p2 = Player::new(&b.base()).await;
-    p2.join(Some(id), None).await;
-    let mut players = [p1, p2];
-    let at = |ms| Instant::now() + Duration::from_millis(ms);
-    let (before, refused) = play_through(&mut players, at(1000)).await;
-    assert!(before > 5 && refused.is_empty(), "{before} {refused:?}");
-    // The fault runs on its own schedule while both keep playing.
-    let outage = async {
+    let redis = &mut redis;
+    let outage = async move {
         redis.stop();
         actix_rt::time::sleep(Duration::from_secs(3)).await;
         redis.restart();
     };
-    let ((), (during, refused_during)) =
-        futures_util::join!(outage, play_through(&mut players, at(4000)));
-    let (after, refused_after) = play_through(&mut players, at(4000)).await;
-    assert!(
-        after > 10,
-        "the match goes on: {after} marks after the restart"
-    );
-    for code in refused_during.iter().chain(&refused_after) {
-        assert_eq!(code, "match_recovering");
-    }
-    // Both members saw the same events: every played mark, once.
-    let last = players[0].seq.max(players[1].seq);
-    for p in players.iter_mut() {
-        p.catch_up(last).await;
-    }
-    let marks = |p: &Player| {
-        p.events
-            .iter()
-            .filter(|(_, e)| matches!(e, Event::Marked { .. }))
-            .count()
-    };
-    assert_eq!(marks(&players[0]), before + during + after);
-    // p2 joined after p1: its history is the end of p1's.
-    let (h1, h2) = (&players[0].events, &players[1].events);
-    assert_eq!(h2[..], h1[h1.len() - h2.len()..]);
-    eprintln!(
-        "redis restart: {before} marks before, {during} during ({} refused), {after} after ({} refused)",
-        refused_during.len(),
-        refused_after.len()
-    );
-    let _ = id;
+    let (before, during, after) = play_through_a_fault(&b, outage).await;
+    eprintln!("redis restart: {before} marks before, {during} during, {after} after");
 }
 
 /// A network partition between node B and Redis while the clients still
@@ -944,29 +951,18 @@ fn refused_start(
     id: &str,
     data: &Path,
 ) -> (std::process::ExitStatus, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_matchd"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("REDIS_URL", redis.url())
-        .env("MATCHD_REDIS_PREFIX", prefix)
-        .env("MATCHD_NODE_ID", id)
-        .env("MATCHD_BIND", format!("127.0.0.1:{}", free_port()))
-        .env("MATCHD_NODE_TTL_MS", TTL_MS.to_string())
-        .env("MATCHD_DATA_DIR", data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn matchd");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let Ok(out) = rx.recv_timeout(WAIT) else {
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        panic!("a second node with a live node's id started");
-    };
-    let out = out.expect("output");
+    let out = crate::support::run_to_exit(
+        Command::new(env!("CARGO_BIN_EXE_matchd"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("REDIS_URL", redis.url())
+            .env("MATCHD_REDIS_PREFIX", prefix)
+            .env("MATCHD_NODE_ID", id)
+            .env("MATCHD_BIND", format!("127.0.0.1:{}", free_port()))
+            .env("MATCHD_NODE_TTL_MS", TTL_MS.to_string())
+            .env("MATCHD_DATA_DIR", data),
+        "a second node with a live node's id",
+    );
     (
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -1016,35 +1012,12 @@ async fn a_slow_redis_loses_and_reorders_no_event() {
         ("MATCHD_NODE_TTL_MS", "5000"),
     ];
     let b = Node::start_with(&redis, "t12:", "node-b", dir.path(), &env).await;
-    let mut p1 = Player::new(&b.base()).await;
-    let id = p1.join(None, Some("sandbox")).await;
-    let mut p2 = Player::new(&b.base()).await;
-    p2.join(Some(id), None).await;
-    let mut players = [p1, p2];
-    let at = |ms| Instant::now() + Duration::from_millis(ms);
-    let (before, _) = play_through(&mut players, at(1000)).await;
     let fault = async {
         proxy.slow(Duration::from_millis(1500));
         actix_rt::time::sleep(Duration::from_secs(3)).await;
         proxy.slow(Duration::ZERO);
     };
-    let ((), (during, refused_during)) =
-        futures_util::join!(fault, play_through(&mut players, at(4000)));
-    let (after, refused_after) = play_through(&mut players, at(4000)).await;
-    assert!(after > 10, "the match goes on: {after} marks after");
-    for code in refused_during.iter().chain(&refused_after) {
-        assert_eq!(code, "match_recovering");
-    }
-    let last = players[0].seq.max(players[1].seq);
-    for p in players.iter_mut() {
-        p.catch_up(last).await;
-    }
-    let marks = players[0]
-        .events
-        .iter()
-        .filter(|(_, e)| matches!(e, Event::Marked { .. }))
-        .count();
-    assert_eq!(marks, before + during + after, "every played mark once");
+    let (before, during, after) = play_through_a_fault(&b, fault).await;
     // The fault was real: writes timed out meanwhile.
     let mut res = http()
         .get(format!("{}/metrics", b.base()))

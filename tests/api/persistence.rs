@@ -789,25 +789,14 @@ fn an_unwritable_data_dir_without_a_database_is_refused_at_start() {
     let tmp = TempDir::new("unwritable");
     let file = tmp.path().join("a-file");
     std::fs::write(&file, b"not a directory").expect("write");
-    let child = Command::new(env!("CARGO_BIN_EXE_matchd"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MATCHD_DATA_DIR", file.join("data"))
-        .env("MATCHD_BIND", format!("127.0.0.1:{}", free_port()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("matchd runs");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let Ok(out) = rx.recv_timeout(WAIT) else {
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        panic!("the node started on an unwritable data directory");
-    };
-    let out = out.expect("output");
+    let out = crate::support::run_to_exit(
+        Command::new(env!("CARGO_BIN_EXE_matchd"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("MATCHD_DATA_DIR", file.join("data"))
+            .env("MATCHD_BIND", format!("127.0.0.1:{}", free_port())),
+        "the node on an unwritable data directory",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("MATCHD_DATA_DIR"), "{stderr}");

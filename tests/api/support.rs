@@ -675,3 +675,25 @@ impl TcpCut {
         self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// Runs `cmd` (stdout and stderr piped) expecting it to exit by itself
+/// within [`WAIT`]; kills it and fails the test if it does not.
+pub fn run_to_exit(cmd: &mut std::process::Command, what: &str) -> std::process::Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(WAIT) else {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+        panic!("{what}: it did not exit");
+    };
+    out.expect("output")
+}
