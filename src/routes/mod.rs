@@ -320,10 +320,13 @@ pub async fn admin_gate<B: MessageBody + 'static>(
     next: actix_web::middleware::Next<B>,
 ) -> Result<ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
     let admin_only = req.path().starts_with("/admin/") || req.path() == "/metrics";
-    let admin_port = req
-        .app_data::<web::Data<AppState>>()
-        .and_then(|s| s.admin_port);
-    if let Some(port) = admin_port.filter(|_| admin_only) {
+    let admin_port = admin_only
+        .then(|| {
+            req.app_data::<web::Data<AppState>>()
+                .and_then(|s| s.admin_port)
+        })
+        .flatten();
+    if let Some(port) = admin_port {
         if req.app_config().local_addr().port() != port {
             let res = actix_web::ResponseError::error_response(&ApiError::NotFound);
             return Ok(req.into_response(res).map_into_right_body());

@@ -462,20 +462,26 @@ async fn anonymous_players_are_not_rated_when_only_verified_ones_count() {
     );
 }
 
+/// A node on the test Postgres `url` that notices an outage quickly
+/// (breaker, backoff, `db_timeout_ms`), whose players mark as fast as they
+/// can.
+fn outage_ready(c: &mut matchd::config::Config, url: &str, db_timeout_ms: u64) {
+    c.persist.database_url = Some(url.to_string());
+    c.read_database_url = Some(matchd::config::Secret(url.to_string()));
+    c.persist.breaker_open_ms = 200;
+    c.persist.backoff_ms = 10;
+    c.persist.db_timeout_ms = db_timeout_ms;
+    c.engine.frames_per_sec = 0;
+}
+
 #[actix_rt::test]
 async fn a_postgres_outage_in_busy_matches_loses_and_duplicates_nothing() {
     let pg = TestPg::start();
     let url = pg.url();
     let app = spawn_app_with(
         |c| {
-            c.persist.database_url = Some(url.clone());
-            c.read_database_url = Some(matchd::config::Secret(url.clone()));
-            c.persist.breaker_open_ms = 200;
-            c.persist.backoff_ms = 10;
-            c.persist.db_timeout_ms = 1000;
+            outage_ready(c, &url, 1000);
             c.engine.empty_match_timeout_ms = 100;
-            // The players mark as fast as they can.
-            c.engine.frames_per_sec = 0;
         },
         Catalog::builtin(),
     );
@@ -814,15 +820,10 @@ async fn a_full_disk_with_the_database_away_is_reported_bounded_and_counted() {
     let (url, dir) = (pg.url(), data.path().to_path_buf());
     let app = spawn_app_with(
         |c| {
-            c.persist.database_url = Some(url.clone());
-            c.read_database_url = Some(matchd::config::Secret(url.clone()));
+            outage_ready(c, &url, 500);
             c.persist.data_dir = dir.clone();
             c.persist.batch_rows = 10;
             c.persist.buffer_rows = 40;
-            c.persist.breaker_open_ms = 200;
-            c.persist.backoff_ms = 10;
-            c.persist.db_timeout_ms = 500;
-            c.engine.frames_per_sec = 0;
         },
         Catalog::builtin(),
     );
