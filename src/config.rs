@@ -378,7 +378,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         var: "MATCHD_MAX_CONNS_PER_PLAYER",
         default: "4",
-        help: "WebSocket connections open at once with one player's sessions (so also the seats one player can hold through live sockets); past it 429 `too_many_connections`",
+        help: "WebSocket connections open at once with one player's sessions; past it 429 `too_many_connections`",
+    },
+    Setting {
+        var: "MATCHD_MAX_SEATS_PER_PLAYER",
+        default: "4",
+        help: "seats one player may hold at once in this node's matches, counting seats held for them while disconnected (0: no cap); past it a join gets `error too_many_seats`",
     },
     Setting {
         var: "MATCHD_CONN_FRAMES_PER_SEC",
@@ -526,6 +531,7 @@ impl Config {
             ring_buffer: size("MATCHD_RING_BUFFER", d.ring_buffer)?,
             empty_match_timeout_ms: num("MATCHD_EMPTY_MATCH_TIMEOUT_MS", d.empty_match_timeout_ms)?,
             seat_grace_ms: num("MATCHD_SEAT_GRACE_MS", d.seat_grace_ms)?,
+            max_seats_per_player: size("MATCHD_MAX_SEATS_PER_PLAYER", d.max_seats_per_player)?,
             cache_capacity: size("MATCHD_CACHE_CAPACITY", d.cache_capacity)?,
             cache_ttl_ms: num("MATCHD_CACHE_TTL_MS", d.cache_ttl_ms)?,
             cache_enabled,

@@ -29,6 +29,10 @@ pub struct EngineConfig {
     pub empty_match_timeout_ms: u64,
     /// A disconnected seat is held this long before it is given up.
     pub seat_grace_ms: u64,
+    /// Seats one player may hold at once in this node's matches, counting
+    /// seats held for them while disconnected; 0: no cap. Over it a join
+    /// gets `too_many_seats`.
+    pub max_seats_per_player: usize,
     /// Entries per validation-cache shard.
     pub cache_capacity: usize,
     /// Lifetime of a validation-cache entry.
@@ -66,6 +70,7 @@ impl Default for EngineConfig {
             ring_buffer: 1024,
             empty_match_timeout_ms: 30_000,
             seat_grace_ms: 30_000,
+            max_seats_per_player: 4,
             cache_capacity: 65_536,
             cache_ttl_ms: 60_000,
             cache_enabled: true,

@@ -12,6 +12,7 @@ use matchd_protocol::codec::Encoding;
 use matchd_protocol::{Action, ClientMsg, Event, Query, Reply, ServerMsg, State};
 use serde_json::Value;
 
+use crate::pg::TestPg;
 use crate::redis::TestRedis;
 use crate::support::{
     deploy_hand, ended_result, eventually, free_port, Closed, TempDir, WsClient, WAIT,
@@ -154,6 +155,61 @@ fn base_of(ws_url: &str) -> String {
     let rest = ws_url.strip_prefix("ws://").expect("a ws:// url");
     let host = rest.split('/').next().expect("host");
     format!("http://{host}")
+}
+
+/// The match's history in Postgres is the timeline the clients saw, once:
+/// waits until the stored events are `seq` 1..=n with no gap or repeat and
+/// `n` reaches every `seq` a client saw, then checks that the event stored
+/// at each `seq` is the one every client got (a copy of the match that
+/// made other events, such as a node cut off from Redis, left nothing
+/// there). Returns `n`.
+async fn history_is_the_timeline(pg: &TestPg, id: u64, players: &[&Player]) -> u64 {
+    let db = pg.client().await;
+    let last = players.iter().map(|p| p.seq).max().unwrap_or(0);
+    let n = eventually(
+        "the history in Postgres to catch up",
+        FAILOVER_WAIT,
+        || async {
+            let row = db
+            .query_one(
+                "SELECT count(*), count(DISTINCT seq), coalesce(min(seq), 0), coalesce(max(seq), 0)
+                 FROM match_events WHERE match_id = $1",
+                &[&(id as i64)],
+            )
+            .await
+            .ok()?;
+            let (count, distinct, min, max): (i64, i64, i64, i64) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            (max as u64 >= last && count == max && distinct == max && min == 1)
+                .then_some(max as u64)
+        },
+    )
+    .await;
+    let rows = db
+        .query(
+            "SELECT seq, payload::text FROM match_events WHERE match_id = $1 ORDER BY seq",
+            &[&(id as i64)],
+        )
+        .await
+        .expect("events");
+    let stored: std::collections::BTreeMap<u64, Event> = rows
+        .iter()
+        .map(|r| {
+            let payload: String = r.get(1);
+            let event = serde_json::from_str(&payload).expect("a stored event");
+            (r.get::<_, i64>(0) as u64, event)
+        })
+        .collect();
+    for p in players {
+        for (seq, event) in &p.events {
+            assert_eq!(
+                stored.get(seq),
+                Some(event),
+                "Postgres holds another event at seq {seq} than a client saw"
+            );
+        }
+    }
+    n
 }
 
 /// A client that checks the `seq` of everything it reads: events come as
@@ -509,9 +565,12 @@ async fn a_match_is_reached_through_any_node() {
 #[actix_rt::test]
 async fn kill_9_of_the_owner_moves_the_match_without_a_gap() {
     let redis = TestRedis::start();
+    let pg = TestPg::start();
     let dir = TempDir::new("cluster-kill9");
-    let mut a = Node::start(&redis, "t2:", "node-a", dir.path()).await;
-    let b = Node::start(&redis, "t2:", "node-b", dir.path()).await;
+    let url = pg.url();
+    let db = [("DATABASE_URL", url.as_str())];
+    let mut a = Node::start_with(&redis, "t2:", "node-a", dir.path(), &db).await;
+    let b = Node::start_with(&redis, "t2:", "node-b", dir.path(), &db).await;
 
     // A tactics match on A, both hands deployed: accepted actions and
     // deploy-phase ticks are what B must replay.
@@ -586,10 +645,16 @@ async fn kill_9_of_the_owner_moves_the_match_without_a_gap() {
     assert!(n > 20, "a real history: {n} events");
     assert_eq!(h1[..n], h2[..n]);
 
-    // The ended match leaves nothing behind in Redis.
-    eventually("the ended match to be gone", WAIT, || async {
-        let (status, _) = get(&b.base(), &format!("/v1/matches/{id}")).await?;
-        (status == 404).then_some(())
+    // Postgres holds that history once: what A stored before it died, and
+    // what B recovered from Redis and played after.
+    let stored = history_is_the_timeline(&pg, id, &[&p1, &p2]).await;
+    assert_eq!(stored, p1.seq, "every event up to the end");
+
+    // The ended match leaves nothing behind in Redis: no node claims it,
+    // and the answer comes from Postgres.
+    eventually("the ended match to be gone from Redis", WAIT, || async {
+        let (status, body) = get(&b.base(), &format!("/v1/matches/{id}")).await?;
+        (status == 200 && body["status"] == "ended").then_some(())
     })
     .await;
 }
@@ -768,10 +833,11 @@ async fn play_through(players: &mut [Player; 2], until: Instant) -> (usize, Vec<
 /// `fault` (run alongside, on its own schedule) for 4 s, then 4 s more.
 /// Every frame is checked for order as it comes; refusals may only be
 /// `match_recovering`; the match goes on afterwards; and both members saw
-/// every played mark once. Returns the marks played before, during and
-/// after.
+/// every played mark once, and the history `node` stored in `pg` is that
+/// timeline, once. Returns the marks played before, during and after.
 async fn play_through_a_fault(
     node: &Node,
+    pg: &TestPg,
     fault: impl std::future::Future<Output = ()>,
 ) -> (usize, usize, usize) {
     let mut p1 = Player::new(&node.base()).await;
@@ -805,6 +871,7 @@ async fn play_through_a_fault(
     // p2 joined after p1: its history is the end of p1's.
     let (h1, h2) = (&players[0].events, &players[1].events);
     assert_eq!(h2[..], h1[h1.len() - h2.len()..]);
+    history_is_the_timeline(pg, id, &[&players[0], &players[1]]).await;
     (before, during, after)
 }
 
@@ -817,11 +884,14 @@ async fn play_through_a_fault(
 #[actix_rt::test]
 async fn a_redis_restart_loses_no_event() {
     let mut redis = TestRedis::start();
+    let pg = TestPg::start();
     let dir = TempDir::new("cluster-redis-restart");
+    let db = pg.url();
     let defaults = [
         ("MATCHD_LEASE_TTL_MS", "5000"),
         ("MATCHD_SNAPSHOT_MS", "2000"),
         ("MATCHD_NODE_TTL_MS", "5000"),
+        ("DATABASE_URL", db.as_str()),
     ];
     let _a = Node::start_with(&redis, "t9:", "node-a", dir.path(), &defaults).await;
     let b = Node::start_with(&redis, "t9:", "node-b", dir.path(), &defaults).await;
@@ -831,7 +901,7 @@ async fn a_redis_restart_loses_no_event() {
         actix_rt::time::sleep(Duration::from_secs(3)).await;
         redis.restart();
     };
-    let (before, during, after) = play_through_a_fault(&b, outage).await;
+    let (before, during, after) = play_through_a_fault(&b, &pg, outage).await;
     eprintln!("redis restart: {before} marks before, {during} during, {after} after");
 }
 
@@ -846,16 +916,25 @@ async fn a_redis_restart_loses_no_event() {
 async fn a_node_cut_off_from_redis_fences_itself_and_the_match_moves_without_a_split() {
     use crate::support::TcpCut;
     let redis = TestRedis::start();
+    let pg = TestPg::start();
     let proxy = TcpCut::start(redis.port);
     let dir = TempDir::new("cluster-partition");
-    let a = Node::start(&redis, "t10:", "node-a", dir.path()).await;
+    let db = pg.url();
+    let a = Node::start_with(
+        &redis,
+        "t10:",
+        "node-a",
+        dir.path(),
+        &[("DATABASE_URL", &db)],
+    )
+    .await;
     let via_proxy = proxy.url();
     let b = Node::start_with(
         &redis,
         "t10:",
         "node-b",
         dir.path(),
-        &[("REDIS_URL", &via_proxy)],
+        &[("REDIS_URL", &via_proxy), ("DATABASE_URL", &db)],
     )
     .await;
 
@@ -941,6 +1020,9 @@ async fn a_node_cut_off_from_redis_fences_itself_and_the_match_moves_without_a_s
         ghosts.is_empty(),
         "actions B took while cut off were played: {ghosts:?}"
     );
+    // Nor stored: both nodes write history into one Postgres, and it holds
+    // the one timeline, once.
+    history_is_the_timeline(&pg, id, &[&p1, &p2]).await;
 }
 
 /// Runs a `matchd` on `redis` with node id `id` that is expected to refuse
@@ -1003,13 +1085,15 @@ async fn a_node_id_that_is_live_in_redis_is_refused_and_a_stale_one_is_not() {
 async fn a_slow_redis_loses_and_reorders_no_event() {
     use crate::support::TcpCut;
     let redis = TestRedis::start();
+    let pg = TestPg::start();
     let proxy = TcpCut::start(redis.port);
     let dir = TempDir::new("cluster-slow-redis");
-    let via = proxy.url();
+    let (via, db) = (proxy.url(), pg.url());
     let env = [
         ("REDIS_URL", via.as_str()),
         ("MATCHD_LEASE_TTL_MS", "5000"),
         ("MATCHD_NODE_TTL_MS", "5000"),
+        ("DATABASE_URL", db.as_str()),
     ];
     let b = Node::start_with(&redis, "t12:", "node-b", dir.path(), &env).await;
     let fault = async {
@@ -1017,7 +1101,7 @@ async fn a_slow_redis_loses_and_reorders_no_event() {
         actix_rt::time::sleep(Duration::from_secs(3)).await;
         proxy.slow(Duration::ZERO);
     };
-    let (before, during, after) = play_through_a_fault(&b, fault).await;
+    let (before, during, after) = play_through_a_fault(&b, &pg, fault).await;
     // The fault was real: writes timed out meanwhile.
     let mut res = http()
         .get(format!("{}/metrics", b.base()))

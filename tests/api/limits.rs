@@ -283,3 +283,113 @@ async fn connections_per_player_and_per_ip_are_capped_and_freed_on_close() {
         "{metrics}"
     );
 }
+
+/// A connection of `token` past its `welcome`.
+async fn connect_as(app: &TestApp, token: &str) -> WsClient {
+    let mut ws = WsClient::connect(app, token, Encoding::Json).await;
+    assert!(matches!(ws.recv().await, ServerMsg::Welcome { .. }));
+    ws
+}
+
+#[actix_rt::test]
+async fn seats_per_player_are_capped_counting_seats_held_while_disconnected() {
+    let app = spawn_app_with(|c| c.engine.max_seats_per_player = 2, Catalog::builtin());
+    let token = app.new_session().await.token;
+    let (a, b, c) = (
+        app.create_match("sandbox").await,
+        app.create_match("sandbox").await,
+        app.create_match("sandbox").await,
+    );
+    // Another player in `a` sees the first seat go into its grace period.
+    let mut other = app.player(Encoding::Bincode).await;
+    assert!(matches!(other.join(a).await, ServerMsg::Joined { .. }));
+    let mut first = connect_as(&app, &token).await;
+    let ServerMsg::Joined { seat: held, .. } = first.join(a).await else {
+        panic!("the first seat")
+    };
+    drop(first);
+    other
+        .recv_until(|m| match m {
+            ServerMsg::Event {
+                event: Event::PlayerDisconnected { seat },
+                ..
+            } => (*seat == held).then_some(()),
+            _ => None,
+        })
+        .await;
+
+    let mut second = connect_as(&app, &token).await;
+    assert!(
+        matches!(second.join(b).await, ServerMsg::Joined { .. }),
+        "the second seat is within the cap"
+    );
+    let mut third = connect_as(&app, &token).await;
+    assert_eq!(
+        third.join(c).await,
+        ServerMsg::Error {
+            code: "too_many_seats".into(),
+            message: "you already hold as many seats as a player may; leave a match first".into(),
+        },
+        "a third seat, with one of the two held for a disconnected socket"
+    );
+    // Taking back a seat already held is not a new one.
+    third
+        .send(&ClientMsg::Resume {
+            match_id: a,
+            last_seq: 0,
+        })
+        .await;
+    let resumed = third
+        .recv_until(|m| match m {
+            ServerMsg::Resumed { seat, .. } | ServerMsg::Joined { seat, .. } => Some(*seat),
+            _ => None,
+        })
+        .await;
+    assert_eq!(resumed, held);
+    // Leaving a match frees a seat for another.
+    second.send(&ClientMsg::Leave).await;
+    second
+        .recv_until(|m| matches!(m, ServerMsg::Left { .. }).then_some(()))
+        .await;
+    assert!(
+        matches!(second.join(c).await, ServerMsg::Joined { .. }),
+        "a seat again after leaving one"
+    );
+    // The other member of `a` saw its match go on as usual: the seat came back.
+    other
+        .recv_until(|m| match m {
+            ServerMsg::Event {
+                event: Event::PlayerReconnected { seat },
+                ..
+            } => (*seat == held).then_some(()),
+            _ => None,
+        })
+        .await;
+}
+
+#[actix_rt::test]
+async fn a_full_session_store_evicts_the_least_recently_used_and_idle_sessions_expire() {
+    const IDLE_MS: u64 = 600;
+    let app = spawn_app_with(
+        |c| {
+            c.max_sessions = 2;
+            c.session_ttl_ms = IDLE_MS;
+        },
+        Catalog::builtin(),
+    );
+    let first = app.new_session().await.token;
+    let second = app.new_session().await.token;
+    assert_eq!(upgrade_status(&app, &first).await, 101, "first used last");
+    // A third session fits: the least recently used one makes room.
+    let third = app.new_session().await.token;
+    assert_eq!(upgrade_status(&app, &second).await, 401, "evicted");
+    assert_eq!(upgrade_status(&app, &first).await, 101);
+    assert_eq!(upgrade_status(&app, &third).await, 101);
+    // The idle timeout itself is what is tested here, so time passes: past
+    // it, unused sessions are gone, and a new one is made as usual.
+    actix_rt::time::sleep(std::time::Duration::from_millis(IDLE_MS * 2)).await;
+    assert_eq!(upgrade_status(&app, &first).await, 401, "idle too long");
+    assert_eq!(upgrade_status(&app, &third).await, 401, "idle too long");
+    let fresh = app.new_session().await.token;
+    assert_eq!(upgrade_status(&app, &fresh).await, 101);
+}

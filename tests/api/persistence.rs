@@ -344,7 +344,30 @@ async fn writer_check(base: &str) -> Value {
 #[actix_rt::test]
 async fn a_full_tactics_match_lands_with_every_event_once_and_the_stats() {
     let pg = TestPg::start();
-    let url = pg.url();
+    a_full_tactics_match_lands(&pg, pg.url()).await;
+}
+
+/// The same through PgBouncer in transaction mode, with its default
+/// `ignore_startup_parameters` (it refuses `options`) and two server
+/// connections handed out in turn (`server_round_robin`), so a statement
+/// prepared on one connection and run on the other would fail.
+#[actix_rt::test]
+async fn a_full_tactics_match_lands_through_pgbouncer_in_transaction_mode() {
+    let pg = TestPg::start();
+    let bouncer = crate::pg::TestPgBouncer::start(&pg);
+    bouncer.open_server_connections(2).await;
+    a_full_tactics_match_lands(&pg, bouncer.url()).await;
+    let log = bouncer.log();
+    assert!(
+        !log.contains("unsupported startup parameter"),
+        "PgBouncer refused a startup parameter: {log}"
+    );
+}
+
+/// A tactics match played on a node whose database is `url` (Postgres
+/// itself or a pooler in front of `pg`): every event once, the result,
+/// the stats and the read API, checked in `pg`.
+async fn a_full_tactics_match_lands(pg: &TestPg, url: String) {
     let app = spawn_app_with(
         |c| {
             c.persist.database_url = Some(url.clone());

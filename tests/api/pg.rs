@@ -223,3 +223,117 @@ impl Drop for TestPg {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A throwaway PgBouncer in front of a [`TestPg`], in transaction mode
+/// with its default settings otherwise (so `ignore_startup_parameters` is
+/// empty: a client sending `options` is refused), two server connections
+/// handed out in turn (`server_round_robin`), listening on a free port.
+/// Needs Debian's `pgbouncer` (`/usr/sbin/pgbouncer`). As root it runs as
+/// `postgres` (`-u`), since PgBouncer refuses to run as root. Killed on
+/// drop.
+pub struct TestPgBouncer {
+    child: std::process::Child,
+    dir: PathBuf,
+    pub port: u16,
+}
+
+impl TestPgBouncer {
+    pub fn start(pg: &TestPg) -> Self {
+        let dir = pg.dir().join("pgbouncer");
+        std::fs::create_dir_all(&dir).expect("pgbouncer dir");
+        pg.give(&dir);
+        let port = free_port();
+        let ini = dir.join("pgbouncer.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[databases]\n\
+                 postgres = host=127.0.0.1 port={} dbname=postgres user=postgres\n\n\
+                 [pgbouncer]\n\
+                 listen_addr = 127.0.0.1\n\
+                 listen_port = {port}\n\
+                 unix_socket_dir =\n\
+                 auth_type = any\n\
+                 pool_mode = transaction\n\
+                 default_pool_size = 2\n\
+                 server_round_robin = 1\n\
+                 max_client_conn = 200\n\
+                 logfile = {}\n\
+                 pidfile = {}\n",
+                pg.port,
+                dir.join("pgbouncer.log").display(),
+                dir.join("pgbouncer.pid").display(),
+            ),
+        )
+        .expect("pgbouncer.ini");
+        pg.give(&ini);
+        let bin = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("pgbouncer");
+        let mut cmd = Command::new(bin);
+        if pg.as_postgres {
+            cmd.args(["-u", "postgres"]);
+        }
+        let child = cmd
+            .arg(&ini)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("pgbouncer (apt-get install pgbouncer)");
+        let mut bouncer = Self { child, dir, port };
+        // Ready when it accepts connections (bounded; it starts in ms).
+        let ready = (0..200).any(|_| {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            false
+        });
+        if !ready {
+            let status = bouncer.child.try_wait();
+            panic!("pgbouncer did not start ({status:?}): {}", bouncer.log());
+        }
+        bouncer
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Makes PgBouncer open `n` server connections: `n` clients each hold a
+    /// transaction at once (PgBouncer opens a server connection only when
+    /// all are busy), then let go. With `server_round_robin` the following
+    /// transactions then go to these connections in turn.
+    pub async fn open_server_connections(&self, n: usize) {
+        let mut clients = Vec::new();
+        for _ in 0..n {
+            let (client, conn) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
+                .await
+                .expect("connect through pgbouncer");
+            actix_rt::spawn(async move {
+                let _ = conn.await;
+            });
+            client
+                .batch_execute("BEGIN; SELECT 1")
+                .await
+                .expect("a transaction through pgbouncer");
+            clients.push(client);
+        }
+        for client in &clients {
+            client.batch_execute("COMMIT").await.expect("commit");
+        }
+    }
+
+    /// PgBouncer's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for TestPgBouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

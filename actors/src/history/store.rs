@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{GenericClient, NoTls, Row};
 
 use super::rating::{elo, outcomes, Outcome, START_RATING};
 use super::record::Record;
@@ -83,6 +84,8 @@ pub struct StoreConfig {
 pub struct Store {
     pool: Pool,
     rate_anonymous: bool,
+    /// `SET LOCAL statement_timeout = ..`, run first in each write.
+    set_local_timeout: String,
 }
 
 /// An ended (or live) match as stored.
@@ -186,6 +189,7 @@ impl Store {
         Ok(Self {
             pool,
             rate_anonymous: cfg.rate_anonymous,
+            set_local_timeout: format!("SET LOCAL statement_timeout = {statement_ms}"),
         })
     }
 
@@ -217,8 +221,13 @@ impl Store {
     /// shows it, e.g. `5s`): set on each new connection.
     pub async fn statement_timeout(&self) -> Result<String, StoreError> {
         let client = self.pool.get().await?;
-        let row = client.query_one("SHOW statement_timeout", &[]).await?;
-        Ok(row.get(0))
+        let rows = client.simple_query("SHOW statement_timeout").await?;
+        rows.iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .ok_or_else(|| StoreError::Config("SHOW statement_timeout answered no row".into()))
     }
 
     /// Writes one batch in one transaction. Idempotent.
@@ -226,27 +235,30 @@ impl Store {
         let rows = Rows::from_records(batch);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        // In the transaction too, for poolers in transaction mode (PgBouncer),
+        // where a session's `SET` may sit on another server connection.
+        tx.batch_execute(&self.set_local_timeout).await?;
         if !rows.created.id.is_empty() {
             let c = &rows.created;
-            let st = tx.prepare_cached(INSERT_MATCHES).await?;
-            tx.execute(&st, &[&c.id, &c.ruleset, &c.node, &c.created_ms])
+            INSERT_MATCHES
+                .execute(&*tx, &[&c.id, &c.ruleset, &c.node, &c.created_ms])
                 .await?;
         }
         if !rows.joined.match_id.is_empty() {
             let j = &rows.joined;
-            let st = tx.prepare_cached(INSERT_PLAYERS).await?;
-            tx.execute(&st, &[&j.player]).await?;
-            let st = tx.prepare_cached(INSERT_MATCH_PLAYERS).await?;
-            tx.execute(&st, &[&j.match_id, &j.seat, &j.player]).await?;
+            INSERT_PLAYERS.execute(&*tx, &[&j.player]).await?;
+            INSERT_MATCH_PLAYERS
+                .execute(&*tx, &[&j.match_id, &j.seat, &j.player])
+                .await?;
         }
         if !rows.events.match_id.is_empty() {
             let e = &rows.events;
-            let st = tx.prepare_cached(INSERT_EVENTS).await?;
-            tx.execute(
-                &st,
-                &[&e.match_id, &e.seq, &e.seat, &e.kind, &e.payload, &e.at_ms],
-            )
-            .await?;
+            INSERT_EVENTS
+                .execute(
+                    &*tx,
+                    &[&e.match_id, &e.seq, &e.seat, &e.kind, &e.payload, &e.at_ms],
+                )
+                .await?;
         }
         let mut results = 0;
         for record in batch {
@@ -264,13 +276,11 @@ impl Store {
     /// A stored match with its players, or `None`.
     pub async fn get_match(&self, id: u64) -> Result<Option<StoredMatch>, StoreError> {
         let client = self.pool.get().await?;
-        let st = client.prepare_cached(SELECT_MATCH).await?;
-        let Some(row) = client.query_opt(&st, &[&to_i64(id)]).await? else {
+        let Some(row) = SELECT_MATCH.query_opt(&**client, &[&to_i64(id)]).await? else {
             return Ok(None);
         };
-        let st = client.prepare_cached(SELECT_MATCH_PLAYERS).await?;
-        let players = client
-            .query(&st, &[&to_i64(id)])
+        let players = SELECT_MATCH_PLAYERS
+            .query(&**client, &[&to_i64(id)])
             .await?
             .iter()
             .map(|r| StoredPlayer {
@@ -307,9 +317,8 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let client = self.pool.get().await?;
-        let st = client.prepare_cached(SELECT_EVENTS).await?;
-        let rows = client
-            .query(&st, &[&to_i64(id), &to_i64(after), &(limit as i64)])
+        let rows = SELECT_EVENTS
+            .query(&**client, &[&to_i64(id), &to_i64(after), &(limit as i64)])
             .await?;
         Ok(rows
             .iter()
@@ -325,9 +334,8 @@ impl Store {
 
     pub async fn player_stats(&self, id: u64) -> Result<Option<PlayerStats>, StoreError> {
         let client = self.pool.get().await?;
-        let st = client.prepare_cached(SELECT_STATS).await?;
-        Ok(client
-            .query_opt(&st, &[&to_i64(id)])
+        Ok(SELECT_STATS
+            .query_opt(&**client, &[&to_i64(id)])
             .await?
             .map(|r| stats_row(&r)))
     }
@@ -335,9 +343,8 @@ impl Store {
     /// The best-rated players, best first.
     pub async fn leaderboard(&self, limit: u32) -> Result<Vec<PlayerStats>, StoreError> {
         let client = self.pool.get().await?;
-        let st = client.prepare_cached(SELECT_LEADERBOARD).await?;
-        Ok(client
-            .query(&st, &[&(limit as i64)])
+        Ok(SELECT_LEADERBOARD
+            .query(&**client, &[&(limit as i64)])
             .await?
             .iter()
             .map(stats_row)
@@ -360,77 +367,185 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-const INSERT_MATCHES: &str = "\
+/// A constant statement and the types of its parameters. Run unnamed
+/// (`query_typed`): nothing is prepared or cached on the server, so every
+/// statement also works through a pooler in transaction mode (PgBouncer
+/// before 1.21 keeps no prepared statements there), in one round trip.
+struct Sql {
+    text: &'static str,
+    types: &'static [Type],
+}
+
+type Param<'a> = &'a (dyn ToSql + Sync);
+
+impl Sql {
+    fn bind<'a>(&self, params: &[Param<'a>]) -> Vec<(Param<'a>, Type)> {
+        debug_assert_eq!(params.len(), self.types.len(), "{}", self.text);
+        params
+            .iter()
+            .copied()
+            .zip(self.types.iter().cloned())
+            .collect()
+    }
+
+    async fn execute(
+        &self,
+        c: &impl GenericClient,
+        params: &[Param<'_>],
+    ) -> Result<u64, tokio_postgres::Error> {
+        c.execute_typed(self.text, &self.bind(params)).await
+    }
+
+    async fn query(
+        &self,
+        c: &impl GenericClient,
+        params: &[Param<'_>],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        c.query_typed(self.text, &self.bind(params)).await
+    }
+
+    async fn query_opt(
+        &self,
+        c: &impl GenericClient,
+        params: &[Param<'_>],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        c.query_typed_opt(self.text, &self.bind(params)).await
+    }
+}
+
+const INSERT_MATCHES: Sql = Sql {
+    text: "\
 INSERT INTO matches (match_id, ruleset, status, node_id, created_at)
 SELECT m, r, 'live', n, to_timestamp(c / 1000.0)
 FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS t(m, r, n, c)
-ON CONFLICT (match_id) DO NOTHING";
+ON CONFLICT (match_id) DO NOTHING",
+    types: &[
+        Type::INT8_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::INT8_ARRAY,
+    ],
+};
 
-const INSERT_PLAYERS: &str = "\
+const INSERT_PLAYERS: Sql = Sql {
+    text: "\
 INSERT INTO players (player_id)
 SELECT DISTINCT p FROM UNNEST($1::bigint[]) AS t(p)
-ON CONFLICT (player_id) DO NOTHING";
+ON CONFLICT (player_id) DO NOTHING",
+    types: &[Type::INT8_ARRAY],
+};
 
-const INSERT_MATCH_PLAYERS: &str = "\
+const INSERT_MATCH_PLAYERS: Sql = Sql {
+    text: "\
 INSERT INTO match_players (match_id, seat, player_id)
 SELECT m, s, p FROM UNNEST($1::bigint[], $2::smallint[], $3::bigint[]) AS t(m, s, p)
-ON CONFLICT (match_id, seat, player_id) DO NOTHING";
+ON CONFLICT (match_id, seat, player_id) DO NOTHING",
+    types: &[Type::INT8_ARRAY, Type::INT2_ARRAY, Type::INT8_ARRAY],
+};
 
-const INSERT_EVENTS: &str = "\
+const INSERT_EVENTS: Sql = Sql {
+    text: "\
 INSERT INTO match_events (match_id, seq, seat, kind, payload, at)
 SELECT m, s, st, k, p::jsonb, to_timestamp(a / 1000.0)
 FROM UNNEST($1::bigint[], $2::bigint[], $3::smallint[], $4::text[], $5::text[], $6::bigint[])
   AS t(m, s, st, k, p, a)
-ON CONFLICT (match_id, seq) DO NOTHING";
+ON CONFLICT (match_id, seq) DO NOTHING",
+    types: &[
+        Type::INT8_ARRAY,
+        Type::INT8_ARRAY,
+        Type::INT2_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::INT8_ARRAY,
+    ],
+};
 
 /// Inserts or ends the match; returns a row only if this statement moved it
 /// to `ended`, which is what makes the stats update exactly-once.
-const END_MATCH: &str = "\
+const END_MATCH: Sql = Sql {
+    text: "\
 INSERT INTO matches AS old (match_id, ruleset, status, node_id, created_at, ended_at, last_seq, winner, reason, scores)
 VALUES ($1, $2, 'ended', $3, to_timestamp($4::bigint / 1000.0), to_timestamp($5::bigint / 1000.0), $6, $7, $8, $9)
 ON CONFLICT (match_id) DO UPDATE
   SET status = 'ended', ended_at = EXCLUDED.ended_at, last_seq = EXCLUDED.last_seq,
       winner = EXCLUDED.winner, reason = EXCLUDED.reason, scores = EXCLUDED.scores
   WHERE old.status <> 'ended'
-RETURNING match_id";
+RETURNING match_id",
+    types: &[Type::INT8, Type::TEXT, Type::TEXT, Type::INT8, Type::INT8, Type::INT8, Type::INT2, Type::TEXT, Type::INT8_ARRAY],
+};
 
-const UPSERT_OUTCOMES: &str = "\
+const UPSERT_OUTCOMES: Sql = Sql {
+    text: "\
 INSERT INTO match_players (match_id, seat, player_id, outcome)
 SELECT $1, s, p, o FROM UNNEST($2::smallint[], $3::bigint[], $4::text[]) AS t(s, p, o)
-ON CONFLICT (match_id, seat, player_id) DO UPDATE SET outcome = EXCLUDED.outcome";
+ON CONFLICT (match_id, seat, player_id) DO UPDATE SET outcome = EXCLUDED.outcome",
+    types: &[
+        Type::INT8,
+        Type::INT2_ARRAY,
+        Type::INT8_ARRAY,
+        Type::TEXT_ARRAY,
+    ],
+};
 
-const LOCK_RATINGS: &str = "\
+const LOCK_RATINGS: Sql = Sql {
+    text: "\
 SELECT player_id, rating FROM player_stats WHERE player_id = ANY($1::bigint[])
-ORDER BY player_id FOR UPDATE";
+ORDER BY player_id FOR UPDATE",
+    types: &[Type::INT8_ARRAY],
+};
 
-const UPSERT_STATS: &str = "\
+const UPSERT_STATS: Sql = Sql {
+    text: "\
 INSERT INTO player_stats AS old (player_id, wins, losses, draws, rating, updated_at)
 SELECT p, w, l, d, r, now()
 FROM UNNEST($1::bigint[], $2::int[], $3::int[], $4::int[], $5::float8[]) AS t(p, w, l, d, r)
 ON CONFLICT (player_id) DO UPDATE
   SET wins = old.wins + EXCLUDED.wins, losses = old.losses + EXCLUDED.losses,
-      draws = old.draws + EXCLUDED.draws, rating = EXCLUDED.rating, updated_at = now()";
+      draws = old.draws + EXCLUDED.draws, rating = EXCLUDED.rating, updated_at = now()",
+    types: &[
+        Type::INT8_ARRAY,
+        Type::INT4_ARRAY,
+        Type::INT4_ARRAY,
+        Type::INT4_ARRAY,
+        Type::FLOAT8_ARRAY,
+    ],
+};
 
-const SELECT_MATCH: &str = "\
+const SELECT_MATCH: Sql = Sql {
+    text: "\
 SELECT match_id, ruleset, status, node_id,
        (extract(epoch FROM created_at) * 1000)::bigint,
        (extract(epoch FROM ended_at) * 1000)::bigint,
        last_seq, winner, reason, scores
-FROM matches WHERE match_id = $1";
+FROM matches WHERE match_id = $1",
+    types: &[Type::INT8],
+};
 
-const SELECT_MATCH_PLAYERS: &str = "\
-SELECT seat, player_id, outcome FROM match_players WHERE match_id = $1 ORDER BY seat, player_id";
+const SELECT_MATCH_PLAYERS: Sql = Sql {
+    text: "\
+SELECT seat, player_id, outcome FROM match_players WHERE match_id = $1 ORDER BY seat, player_id",
+    types: &[Type::INT8],
+};
 
-const SELECT_EVENTS: &str = "\
+const SELECT_EVENTS: Sql = Sql {
+    text: "\
 SELECT seq, seat, kind, payload::text, (extract(epoch FROM at) * 1000)::bigint
-FROM match_events WHERE match_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+FROM match_events WHERE match_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+    types: &[Type::INT8, Type::INT8, Type::INT8],
+};
 
-const SELECT_STATS: &str = "\
-SELECT player_id, wins, losses, draws, rating FROM player_stats WHERE player_id = $1";
+const SELECT_STATS: Sql = Sql {
+    text: "\
+SELECT player_id, wins, losses, draws, rating FROM player_stats WHERE player_id = $1",
+    types: &[Type::INT8],
+};
 
-const SELECT_LEADERBOARD: &str = "\
+const SELECT_LEADERBOARD: Sql = Sql {
+    text: "\
 SELECT player_id, wins, losses, draws, rating FROM player_stats
-ORDER BY rating DESC, player_id LIMIT $1";
+ORDER BY rating DESC, player_id LIMIT $1",
+    types: &[Type::INT8],
+};
 
 /// Ends one match; applies outcomes and stats if this call ended it.
 async fn end_match(
@@ -451,11 +566,10 @@ async fn end_match(
     else {
         return Ok(false);
     };
-    let st = tx.prepare_cached(END_MATCH).await?;
     let scores: Vec<i64> = result.scores.clone();
-    let ended = tx
+    let ended = END_MATCH
         .query_opt(
-            &st,
+            &**tx,
             &[
                 &to_i64(*match_id),
                 ruleset,
@@ -478,17 +592,15 @@ async fn end_match(
         return Ok(true);
     }
     let ids: Vec<i64> = outcomes.iter().map(|o| to_i64(o.player_id)).collect();
-    let st = tx.prepare_cached(INSERT_PLAYERS).await?;
-    tx.execute(&st, &[&ids]).await?;
-    let st = tx.prepare_cached(UPSERT_OUTCOMES).await?;
+    INSERT_PLAYERS.execute(&**tx, &[&ids]).await?;
     let seats: Vec<i16> = outcomes.iter().map(|o| i16::from(o.seat)).collect();
     let labels: Vec<Option<&str>> = outcomes.iter().map(|o| o.outcome.label()).collect();
-    tx.execute(&st, &[&to_i64(*match_id), &seats, &ids, &labels])
+    UPSERT_OUTCOMES
+        .execute(&**tx, &[&to_i64(*match_id), &seats, &ids, &labels])
         .await?;
 
-    let st = tx.prepare_cached(LOCK_RATINGS).await?;
-    let mut ratings: BTreeMap<u64, f64> = tx
-        .query(&st, &[&ids])
+    let mut ratings: BTreeMap<u64, f64> = LOCK_RATINGS
+        .query(&**tx, &[&ids])
         .await?
         .iter()
         .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, f64>(1)))
@@ -521,8 +633,7 @@ async fn end_match(
         .iter()
         .map(|(_, _, o)| (*o == Outcome::Draw) as i32)
         .collect();
-    let st = tx.prepare_cached(UPSERT_STATS).await?;
-    tx.execute(&st, &[&p, &w, &l, &d, &new]).await?;
+    UPSERT_STATS.execute(&**tx, &[&p, &w, &l, &d, &new]).await?;
     Ok(true)
 }
 

@@ -316,7 +316,7 @@ impl Engine {
     /// The seat `player` holds, in a match of this node or (with Redis) of
     /// any node: `(match_id, seat)`.
     pub async fn seat_of(&self, player: PlayerId) -> Result<Option<(MatchId, Seat)>, ReplicaError> {
-        if let Some(found) = self.seats.get(&player).map(|e| *e.value()) {
+        if let Some(found) = self.seats.current(player) {
             return Ok(Some(found));
         }
         match &self.replica {

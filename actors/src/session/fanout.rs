@@ -69,7 +69,18 @@ impl MatchSession {
                 }
             }
             Outgoing::Control(conn, msg) => conn.do_send(msg),
+            Outgoing::History(records) => {
+                if let Some(outbox) = self.history.as_mut() {
+                    outbox.send(records);
+                }
+            }
         }
+    }
+
+    /// Offers records to the history writer once their batch is in Redis
+    /// (at once without replication).
+    pub(super) fn record_history(&mut self, records: Vec<Record>) {
+        self.out(Outgoing::History(records));
     }
 
     /// Every member with a connection, and that connection.
@@ -238,11 +249,12 @@ impl MatchSession {
             }
             self.metrics.events.increment(1);
         }
-        // History goes to the writer without waiting; its mailbox is
-        // bounded, and what it cannot take yet waits here (history_out.rs).
-        if let (Some(outbox), Some((h, _))) = (self.history.as_mut(), history) {
+        // History goes to the writer with the frames (once the batch is in
+        // Redis, at once without it); the writer's mailbox is bounded, and
+        // what it cannot take yet waits in the outbox (history_out.rs).
+        if let Some((h, _)) = history {
             if !h.is_empty() {
-                outbox.send(h);
+                self.record_history(h);
             }
         }
         self.announce_dropped();

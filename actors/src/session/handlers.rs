@@ -44,6 +44,14 @@ impl Handler<Join> for MatchSession {
             }
         };
         let seat_id = seat as Seat;
+        // Counted before the seat is filled: seats held in their grace
+        // period count too, so reconnecting elsewhere frees nothing.
+        self.player_seats.take(
+            msg.player_id,
+            self.id,
+            seat_id,
+            self.cfg.max_seats_per_player,
+        )?;
         if rejoin {
             let Some(member) = self.seats[seat].as_mut() else {
                 return Err(JoinError::Full);

@@ -53,6 +53,8 @@ pub enum JoinError {
         "the match's node cannot reach Redis to confirm it still owns the match; retry shortly"
     )]
     Recovering,
+    #[error("you already hold as many seats as a player may; leave a match first")]
+    TooManySeats,
 }
 
 impl JoinError {
@@ -63,6 +65,7 @@ impl JoinError {
             JoinError::Ended => "match_ended",
             JoinError::NotMember => "not_a_member",
             JoinError::Recovering => "match_recovering",
+            JoinError::TooManySeats => "too_many_seats",
         }
     }
 }
@@ -199,6 +202,90 @@ pub struct MatchInfo {
     pub arbiter: usize,
 }
 
-/// `player_id -> (match_id, seat)` for the seats held in this node's
-/// matches (connected or not), kept by the matches.
-pub type PlayerSeats = Arc<DashMap<PlayerId, (MatchId, Seat)>>;
+/// The seats each player holds in this node's matches, connected or in
+/// their grace period: kept by the matches, read by the node (where is a
+/// player now) and used to cap the seats one player may hold
+/// (`EngineConfig::max_seats_per_player`).
+pub type PlayerSeats = Arc<SeatBook>;
+
+/// `player_id -> [(match_id, seat)]`, most recent seat last.
+#[derive(Debug, Default)]
+pub struct SeatBook {
+    held: DashMap<PlayerId, Vec<(MatchId, Seat)>>,
+}
+
+impl SeatBook {
+    /// `player` takes `seat` in `match_id`, unless that would make more than
+    /// `cap` seats (0: no cap). Taking a seat again in a match where the
+    /// player already holds one is always allowed (a rejoin).
+    pub fn take(
+        &self,
+        player: PlayerId,
+        match_id: MatchId,
+        seat: Seat,
+        cap: usize,
+    ) -> Result<(), JoinError> {
+        let mut held = self.held.entry(player).or_default();
+        if let Some(i) = held.iter().position(|(m, _)| *m == match_id) {
+            held.remove(i);
+        } else if cap > 0 && held.len() >= cap {
+            return Err(JoinError::TooManySeats);
+        }
+        held.push((match_id, seat));
+        Ok(())
+    }
+
+    /// `player` holds `seat` in `match_id` again after a rebuild: the seat
+    /// was already theirs, so no cap applies.
+    pub fn restore(&self, player: PlayerId, match_id: MatchId, seat: Seat) {
+        let _ = self.take(player, match_id, seat, 0);
+    }
+
+    /// `player` no longer holds a seat in `match_id`.
+    pub fn free(&self, player: PlayerId, match_id: MatchId) {
+        if let dashmap::Entry::Occupied(mut held) = self.held.entry(player) {
+            held.get_mut().retain(|(m, _)| *m != match_id);
+            if held.get().is_empty() {
+                held.remove();
+            }
+        }
+    }
+
+    /// The seat `player` took most recently: `(match_id, seat)`.
+    pub fn current(&self, player: PlayerId) -> Option<(MatchId, Seat)> {
+        self.held.get(&player).and_then(|h| h.last().copied())
+    }
+
+    /// How many seats `player` holds here.
+    pub fn count(&self, player: PlayerId) -> usize {
+        self.held.get(&player).map_or(0, |h| h.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seat_book_caps_new_seats_not_rejoins_and_frees_per_match() {
+        let book = SeatBook::default();
+        book.take(7, 1, 0, 2).expect("first");
+        book.take(7, 2, 3, 2).expect("second");
+        assert_eq!(book.take(7, 3, 0, 2), Err(JoinError::TooManySeats));
+        assert_eq!(book.count(7), 2);
+        book.take(7, 1, 0, 2).expect("a rejoin is not a new seat");
+        assert_eq!(book.current(7), Some((1, 0)), "the latest seat");
+        book.take(8, 3, 1, 2)
+            .expect("another player is counted apart");
+        book.free(7, 1);
+        assert_eq!(book.current(7), Some((2, 3)));
+        book.take(7, 3, 0, 2).expect("a freed seat makes room");
+        book.restore(7, 4, 0);
+        assert_eq!(book.count(7), 3, "a rebuilt seat is restored past the cap");
+        for m in [2, 3, 4] {
+            book.free(7, m);
+        }
+        assert_eq!((book.count(7), book.current(7)), (0, None));
+        assert!(book.take(7, 5, 0, 0).is_ok(), "0: no cap");
+    }
+}

@@ -70,8 +70,8 @@ enum Ending {
     Operator,
 }
 
-/// A frame or control message that replication may hold back until its
-/// batch is in Redis.
+/// A frame, control message or history that replication may hold back
+/// until its batch is in Redis.
 enum Outgoing {
     Frame {
         seat: Seat,
@@ -79,6 +79,10 @@ enum Outgoing {
         frame: Out,
     },
     Control(Recipient<ToConn>, ToConn),
+    /// Records for Postgres: held like frames, so that history never holds
+    /// what a failover can undo (a batch Redis did not take, the actions a
+    /// fenced node accepted before it lost the lease).
+    History(Vec<Record>),
 }
 
 /// A replicated match: its Redis handle and the replication state machine.
@@ -202,7 +206,7 @@ impl MatchSession {
         }
         for (i, member) in me.seats.iter().enumerate() {
             if let Some(m) = member {
-                me.player_seats.insert(m.player_id, (me.id, i as Seat));
+                me.player_seats.restore(m.player_id, me.id, i as Seat);
             }
         }
         me.participants = rebuilt.participants;
@@ -255,10 +259,9 @@ impl MatchSession {
         );
     }
 
-    /// `player` holds `seat` here: in the node's map and, with Redis, in
-    /// `{prefix}player:{id}` for every node.
+    /// `player` holds `seat` here (already in the node's [`SeatBook`]):
+    /// with Redis, also in `{prefix}player:{id}` for every node.
     fn seat_taken(&self, player: PlayerId, seat: Seat) {
-        self.player_seats.insert(player, (self.id, seat));
         if let Some(r) = &self.repl {
             let (replica, id) = (r.replica.clone(), self.id);
             actix::spawn(async move {
@@ -270,7 +273,7 @@ impl MatchSession {
     /// `player` no longer holds a seat here.
     fn seat_freed(&self, player: PlayerId, in_redis: bool) {
         let id = self.id;
-        self.player_seats.remove_if(&player, |_, (m, _)| *m == id);
+        self.player_seats.free(player, id);
         if let Some(r) = self.repl.as_ref().filter(|_| in_redis) {
             let replica = r.replica.clone();
             actix::spawn(async move {
@@ -439,8 +442,8 @@ impl MatchSession {
             // Control message: must arrive even past the mailbox bound.
             self.control(conn, detached);
         }
-        if let Some(history) = self.history.as_mut() {
-            history.send(vec![Record::MatchEnded {
+        if self.history.is_some() {
+            self.record_history(vec![Record::MatchEnded {
                 match_id: self.id,
                 ruleset: self.ruleset.name().into(),
                 node_id: self.cfg.node_id.clone(),
@@ -661,6 +664,34 @@ impl MatchSession {
         self.update_counts();
     }
 
+    /// The history a match offers when it starts: its creation and, when
+    /// it was rebuilt from Redis, every event the stream still held. The
+    /// node that lost it may have died before its writer stored them;
+    /// history writes are idempotent, so events already stored stay as
+    /// they were (an event stored only now carries the takeover's time).
+    fn history_at_start(&mut self) {
+        if self.history.is_none() {
+            return;
+        }
+        let (match_id, at_ms) = (self.id, unix_ms(std::time::SystemTime::now()));
+        let mut records = vec![Record::MatchCreated {
+            match_id,
+            ruleset: self.ruleset.name().into(),
+            node_id: self.cfg.node_id.clone(),
+            created_at_ms: unix_ms(self.info.created_at),
+        }];
+        if self.restored {
+            records.extend(self.ring.iter().map(|e| Record::Event {
+                match_id,
+                seq: e.seq,
+                seat: e.seat,
+                at_ms,
+                event: e.event.clone(),
+            }));
+        }
+        self.record_history(records);
+    }
+
     fn reject(&mut self, seat: Seat, client_seq: u64, rejection: Rejection, encoding: Encoding) {
         self.metrics.rejected(rejection.code).increment(1);
         let msg = ServerMsg::Rejected {
@@ -677,6 +708,8 @@ impl Actor for MatchSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.cfg.match_mailbox);
+        // Held for the first write, like everything the match sends.
+        self.history_at_start();
         ctx.run_interval(Duration::from_millis(250), |act, ctx| {
             act.housekeeping(ctx);
             act.commit(ctx);
@@ -713,17 +746,9 @@ impl Actor for MatchSession {
         }
         if self.restored {
             log::info!(match_id = self.id, ruleset = self.ruleset.name(), seq = self.seq; "match rebuilt from redis");
-            return;
+        } else {
+            log::info!(match_id = self.id, ruleset = self.ruleset.name(); "match started");
         }
-        if let Some(history) = self.history.as_mut() {
-            history.send(vec![Record::MatchCreated {
-                match_id: self.id,
-                ruleset: self.ruleset.name().into(),
-                node_id: self.cfg.node_id.clone(),
-                created_at_ms: unix_ms(self.info.created_at),
-            }]);
-        }
-        log::info!(match_id = self.id, ruleset = self.ruleset.name(); "match started");
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
