@@ -401,3 +401,67 @@ async fn admin_and_metrics_live_only_on_the_admin_listener_when_one_is_set() {
     assert_eq!(drain(admin.clone()).await, 202);
     assert_eq!(status(app.url("/health")).await, 200);
 }
+
+/// Match creation and WebSocket upgrades are limited per client IP, and
+/// behind a trusted proxy the client IP is the one `X-Forwarded-For`
+/// names: each forwarded client has its own budget, and one over its
+/// budget leaves the other untouched.
+#[actix_rt::test]
+async fn matches_and_upgrades_are_limited_per_client_ip_named_by_a_trusted_proxy() {
+    let app = spawn_app_with(
+        |c| {
+            c.limits.matches_per_min = 2;
+            c.limits.upgrades_per_min = 3;
+            c.limits.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+        },
+        Catalog::builtin(),
+    );
+    let token = app.new_session().await.token;
+    let create = |client_ip: &'static str| {
+        let request = app
+            .client()
+            .post(app.url(&format!("/v1/matches?token={token}")))
+            .insert_header(("X-Forwarded-For", client_ip));
+        async move {
+            let mut res = request
+                .send_json(&serde_json::json!({ "ruleset": "sandbox" }))
+                .await
+                .expect("POST /v1/matches");
+            let body: serde_json::Value =
+                serde_json::from_slice(&res.body().await.expect("body")).expect("json");
+            (res.status().as_u16(), body["error"]["code"].clone())
+        }
+    };
+    for _ in 0..2 {
+        assert_eq!(create("198.51.100.1").await.0, 201);
+    }
+    assert_eq!(
+        create("198.51.100.1").await,
+        (429, serde_json::json!("rate_limited"))
+    );
+    assert_eq!(
+        create("198.51.100.2").await.0,
+        201,
+        "another client's budget"
+    );
+
+    let upgrade = |client_ip: &'static str| {
+        let request = awc::Client::new()
+            .ws(app.url(&format!("/v1/ws?token={token}")))
+            .header("X-Forwarded-For", client_ip);
+        crate::support::upgrade_status_of(request)
+    };
+    for _ in 0..3 {
+        assert_eq!(upgrade("198.51.100.3").await, 101);
+    }
+    assert_eq!(
+        upgrade("198.51.100.3").await,
+        429,
+        "over the upgrade budget"
+    );
+    assert_eq!(
+        upgrade("198.51.100.4").await,
+        101,
+        "another client's budget"
+    );
+}

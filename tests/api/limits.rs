@@ -223,11 +223,7 @@ async fn the_byte_budget_refuses_what_exceeds_it() {
 /// closed again at once).
 async fn upgrade_status(app: &TestApp, token: &str) -> u16 {
     let url = app.url(&format!("/v1/ws?token={token}"));
-    match awc::Client::new().ws(url).connect().await {
-        Ok((res, _framed)) => res.status().as_u16(),
-        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => s.as_u16(),
-        Err(e) => panic!("upgrade failed: {e}"),
-    }
+    crate::support::upgrade_status_of(awc::Client::new().ws(url)).await
 }
 
 #[actix_rt::test]

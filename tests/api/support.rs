@@ -560,6 +560,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The status of a WebSocket upgrade: 101, or the refusal's status (the
+/// socket, if any, is closed at once).
+pub async fn upgrade_status_of(request: awc::ws::WebsocketsRequest) -> u16 {
+    match request.connect().await {
+        Ok((res, _framed)) => res.status().as_u16(),
+        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => s.as_u16(),
+        Err(e) => panic!("upgrade failed: {e}"),
+    }
+}
+
 /// Polls `cond` every 50 ms until it returns `Some`, or panics after `limit`.
 pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut cond: F) -> T
 where
