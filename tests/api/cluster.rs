@@ -170,16 +170,7 @@ async fn history_is_the_timeline(pg: &TestPg, id: u64, players: &[&Player]) -> u
         "the history in Postgres to catch up",
         FAILOVER_WAIT,
         || async {
-            let row = db
-            .query_one(
-                "SELECT count(*), count(DISTINCT seq), coalesce(min(seq), 0), coalesce(max(seq), 0)
-                 FROM match_events WHERE match_id = $1",
-                &[&(id as i64)],
-            )
-            .await
-            .ok()?;
-            let (count, distinct, min, max): (i64, i64, i64, i64) =
-                (row.get(0), row.get(1), row.get(2), row.get(3));
+            let (count, distinct, min, max) = crate::pg::stored_seqs(&db, id).await?;
             (max as u64 >= last && count == max && distinct == max && min == 1)
                 .then_some(max as u64)
         },

@@ -17,7 +17,7 @@ use matchd_protocol::codec::Encoding;
 use matchd_protocol::{Action, ClientMsg, Event, MatchResult, Query, ServerMsg};
 use serde_json::Value;
 
-use crate::pg::TestPg;
+use crate::pg::{stored_seqs, TestPg};
 use crate::support::{deploy_hand, eventually, free_port, spawn_app_with, TempDir, WsClient, WAIT};
 
 const DB_WAIT: Duration = Duration::from_secs(30);
@@ -254,20 +254,6 @@ async fn marks_for(players: &mut [(u64, WsClient, Seen)], d: Duration) -> usize 
     .await
     .into_iter()
     .sum()
-}
-
-/// (count, distinct seqs, min seq, max seq) of a match's stored events;
-/// `None` while the schema is not there yet.
-async fn stored_seqs(db: &tokio_postgres::Client, id: u64) -> Option<(i64, i64, i64, i64)> {
-    let row = db
-        .query_one(
-            "SELECT count(*), count(DISTINCT seq), coalesce(min(seq), 0), coalesce(max(seq), 0)
-             FROM match_events WHERE match_id = $1",
-            &[&(id as i64)],
-        )
-        .await
-        .ok()?;
-    Some((row.get(0), row.get(1), row.get(2), row.get(3)))
 }
 
 /// Waits until the match is ended in the database; returns its last_seq.

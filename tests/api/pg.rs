@@ -224,6 +224,20 @@ impl Drop for TestPg {
     }
 }
 
+/// (count, distinct seqs, min seq, max seq) of a match's stored events;
+/// `None` while the schema is not there yet.
+pub async fn stored_seqs(db: &tokio_postgres::Client, id: u64) -> Option<(i64, i64, i64, i64)> {
+    let row = db
+        .query_one(
+            "SELECT count(*), count(DISTINCT seq), coalesce(min(seq), 0), coalesce(max(seq), 0)
+             FROM match_events WHERE match_id = $1",
+            &[&(id as i64)],
+        )
+        .await
+        .ok()?;
+    Some((row.get(0), row.get(1), row.get(2), row.get(3)))
+}
+
 /// A throwaway PgBouncer in front of a [`TestPg`], in transaction mode
 /// with its default settings otherwise (so `ignore_startup_parameters` is
 /// empty: a client sending `options` is refused), two server connections

@@ -257,7 +257,8 @@ impl SeatBook {
     }
 
     /// How many seats `player` holds here.
-    pub fn count(&self, player: PlayerId) -> usize {
+    #[cfg(test)]
+    fn count(&self, player: PlayerId) -> usize {
         self.held.get(&player).map_or(0, |h| h.len())
     }
 }
