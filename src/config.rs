@@ -383,7 +383,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         var: "MATCHD_MAX_SEATS_PER_PLAYER",
         default: "4",
-        help: "seats one player may hold at once in this node's matches, counting seats held for them while disconnected (0: no cap); past it a join gets `error too_many_seats`",
+        help: "seats one player may hold at once, counting seats held for them while disconnected, in this node's matches and (with Redis) on every node (0: no cap); past it a join gets `error too_many_seats`",
     },
     Setting {
         var: "MATCHD_CONN_FRAMES_PER_SEC",

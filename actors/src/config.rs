@@ -29,9 +29,9 @@ pub struct EngineConfig {
     pub empty_match_timeout_ms: u64,
     /// A disconnected seat is held this long before it is given up.
     pub seat_grace_ms: u64,
-    /// Seats one player may hold at once in this node's matches, counting
-    /// seats held for them while disconnected; 0: no cap. Over it a join
-    /// gets `too_many_seats`.
+    /// Seats one player may hold at once, counting seats held for them
+    /// while disconnected: in this node's matches and, with Redis, on every
+    /// node; 0: no cap. Over it a join gets `too_many_seats`.
     pub max_seats_per_player: usize,
     /// Entries per validation-cache shard.
     pub cache_capacity: usize,

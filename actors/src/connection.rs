@@ -19,6 +19,7 @@ use actix_web_actors::ws;
 use bytes::{Bytes, BytesMut};
 
 use crate::budget::{FrameBudget, Verdict};
+use crate::cluster::replica::SeatReservation;
 use crate::metrics::{self as m, FrameMetrics};
 use crate::node::{Engine, EngineError, LocateError, Located, MatchEntry};
 use crate::session::messages::{Act, Ask, Backlog, Disconnected, Join, JoinError, Leave, ToConn};
@@ -478,10 +479,35 @@ impl Connection {
         let addr = entry.addr.clone();
         let match_id = entry.info.id;
         self.awaiting = Some(match_id);
+        // With Redis, a new seat also counts against the player's seats on
+        // every node (a resume takes back a seat already counted).
+        let cap = self.engine.config().max_seats_per_player;
+        let seats = self
+            .engine
+            .replica()
+            .filter(|_| cap > 0 && resume.is_none())
+            .cloned();
+        let player = self.player_id;
         let fut = async move {
-            addr.send(join)
+            let reserved = match &seats {
+                Some(replica) => match replica.reserve_seat(player, match_id, cap).await {
+                    Ok(SeatReservation::OverCap) => return Ok(Err(JoinError::TooManySeats)),
+                    Ok(r) => r == SeatReservation::Reserved,
+                    // Without Redis the node's own count still applies.
+                    Err(_) => false,
+                },
+                None => false,
+            };
+            let res = addr
+                .send(join)
                 .timeout(std::time::Duration::from_secs(2))
-                .await
+                .await;
+            if let (true, Some(replica), Ok(Err(_)) | Err(MailboxError::Closed)) =
+                (reserved, &seats, &res)
+            {
+                let _ = replica.release_seat(player, match_id).await;
+            }
+            res
         };
         // `spawn`, not `wait`: frames keep flowing while the match answers.
         // The seat is taken only from `ToConn::Joined`, which arrives in

@@ -9,7 +9,7 @@ use matchd_actors::Catalog;
 use matchd_protocol::codec::Encoding;
 use matchd_protocol::{Action, ClientMsg, Event, ServerMsg};
 
-use crate::support::{eventually, free_port, spawn_app_with, TestApp, WAIT};
+use crate::support::{eventually, free_port, spawn_app_with, TestApp, WsClient, WAIT};
 
 /// A redis-server of the test's own on a free port; killed on drop.
 pub struct TestRedis {
@@ -453,4 +453,66 @@ async fn unsealed_control_messages_are_refused() {
         .expect("kick");
     assert_eq!(res.status().as_u16(), 202);
     assert_eq!(p.expect_error().await, "kicked");
+}
+
+/// With Redis the seat cap counts a player's seats on every node: a seat
+/// on node a and one on node b fill a cap of 2, so a third join is refused
+/// with `too_many_seats` on b (which holds only one of them); leaving the
+/// seat on a makes room on b.
+#[actix_rt::test]
+async fn the_seat_cap_counts_a_players_seats_on_every_node() {
+    let redis = TestRedis::start();
+    let node = |id: &'static str| {
+        let url = redis.url();
+        spawn_app_with(
+            move |c| {
+                c.redis_url = Some(Secret(url));
+                c.redis_prefix = "seatcap:".into();
+                c.engine.node_id = id.into();
+                c.engine.max_seats_per_player = 2;
+            },
+            Catalog::builtin(),
+        )
+    };
+    let (a, b) = (node("a"), node("b"));
+    let token = a.new_session().await.token;
+    let connect = |app: &TestApp| {
+        let (base, token) = (app.base.clone(), token.clone());
+        async move {
+            let mut ws = WsClient::connect_to(&base, &token, Encoding::Json).await;
+            assert!(matches!(ws.recv().await, ServerMsg::Welcome { .. }));
+            ws
+        }
+    };
+    let on_a = a.create_match("sandbox").await;
+    let (on_b, third) = (
+        b.create_match("sandbox").await,
+        b.create_match("sandbox").await,
+    );
+    let mut at_a = connect(&a).await;
+    assert!(matches!(at_a.join(on_a).await, ServerMsg::Joined { .. }));
+    let mut at_b = connect(&b).await;
+    assert!(matches!(at_b.join(on_b).await, ServerMsg::Joined { .. }));
+    let mut more = connect(&b).await;
+    assert!(
+        matches!(more.join(third).await, ServerMsg::Error { code, .. } if code == "too_many_seats"),
+        "a third seat, the first one on another node"
+    );
+    at_a.send(&ClientMsg::Leave).await;
+    at_a.recv_until(|m| matches!(m, ServerMsg::Left { .. }).then_some(()))
+        .await;
+    drop((at_a, more));
+    eventually(
+        "the seat left on a to make room on b",
+        Duration::from_secs(10),
+        || {
+            let (base, token) = (b.base.clone(), token.clone());
+            async move {
+                let mut ws = WsClient::connect_to(&base, &token, Encoding::Json).await;
+                ws.recv().await; // welcome
+                matches!(ws.join(third).await, ServerMsg::Joined { .. }).then_some(())
+            }
+        },
+    )
+    .await;
 }

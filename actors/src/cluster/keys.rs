@@ -7,10 +7,13 @@
 //! | `{p}match:{id}:owner` | string, TTL | [`super::replica`] | the lease: the owning node's id |
 //! | `{p}match:{id}:snap` | bytes | [`super::replica`] | bincode `MatchSnapshot` |
 //! | `{p}match:{id}:log` | stream | [`super::replica`] | bincode `Batch` per entry, id `{batch}-1` |
+//! | `{p}match:{id}:ended` | string, TTL | [`super::replica`] | the tombstone of an ended match |
 //! | `{p}player:{id}` | string | [`super::replica`] | `{match_id}:{seat}` the player holds |
+//! | `{p}seats:{id}` | set, TTL | [`super::replica`] | ids of the matches where the player holds (or is taking) a seat, for the cluster-wide seat cap |
 //! | `{p}node:{id}` | string, TTL | [`super::nodes`] | JSON `NodeInfo` of a live node |
 //! | `{p}node-ids` | set | [`super::nodes`] | ids of registered nodes |
 //! | `{p}session:{token}` | string, TTL | the binary's session store | the player id of a session token |
+//! | `{p}revoked:{player}` | string, TTL | the binary's session store | when the player's sessions were revoked (Unix ms) |
 //! | `{p}control` | pub/sub channel | [`super::control`] | JSON `ControlMsg` |
 
 use std::sync::Arc;
@@ -58,6 +61,11 @@ impl Keys {
     /// The seat `player` holds, on any node.
     pub fn player(&self, player: PlayerId) -> String {
         format!("{}player:{player}", self.prefix)
+    }
+
+    /// The matches where `player` holds a seat, on any node.
+    pub fn seats(&self, player: PlayerId) -> String {
+        format!("{}seats:{player}", self.prefix)
     }
 
     /// The registration of node `id`.

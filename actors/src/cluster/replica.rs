@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use bincode::{Decode, Encode};
 use bytes::Bytes;
-use fred::prelude::{Client, KeysInterface};
+use fred::prelude::{Client, KeysInterface, SetsInterface};
 use fred::types::scripts::Script;
 use fred::types::Value;
 use metrics::{Counter, Histogram};
@@ -300,9 +300,31 @@ return 0
 /// Deletes a player's seat record if it names this match. KEYS: player
 /// key. ARGV: "{match_id}:".
 const CLEAR_SEAT_LUA: &str = r#"
+redis.call('SREM', KEYS[2], ARGV[2])
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"#;
+
+/// Reserves a seat in match ARGV[1] for the cluster-wide cap (ARGV[2]):
+/// 1 if the player already has it, 2 if reserved now, 0 if the player
+/// holds the cap already. Entries of matches that no longer exist (no
+/// copy, or ended) are dropped first, so a dead node's seats do not count
+/// once its matches are gone. KEYS[1]: the player's seat set; ARGV[3]: the
+/// key prefix; ARGV[4]: the set's lifetime (ms).
+const RESERVE_SEAT_LUA: &str = r#"
+local key, id, cap, p = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3]
+if redis.call('SISMEMBER', key, id) == 1 then return 1 end
+for _, m in ipairs(redis.call('SMEMBERS', key)) do
+  if redis.call('EXISTS', p .. 'match:' .. m .. ':snap') == 0
+     or redis.call('EXISTS', p .. 'match:' .. m .. ':ended') == 1 then
+    redis.call('SREM', key, m)
+  end
+end
+if redis.call('SCARD', key) >= cap then return 0 end
+redis.call('SADD', key, id)
+redis.call('PEXPIRE', key, ARGV[4])
+return 2
 "#;
 
 /// The snapshot and every stream entry, flattened: snap, id, bytes, id, bytes...
@@ -375,6 +397,18 @@ struct Scripts {
     forget: Script,
     load: Script,
     clear_seat: Script,
+    reserve_seat: Script,
+}
+
+/// What [`Replica::reserve_seat`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeatReservation {
+    /// The player already counts a seat in this match (a rejoin).
+    AlreadyHeld,
+    /// Counted now; release it if the join is refused.
+    Reserved,
+    /// The player holds the cap already, on some nodes.
+    OverCap,
 }
 
 /// The handle every match of a replicated node holds; cheap to clone.
@@ -410,6 +444,7 @@ impl Replica {
                 forget: Script::from_lua(FORGET_LUA),
                 load: Script::from_lua(LOAD_LUA),
                 clear_seat: Script::from_lua(CLEAR_SEAT_LUA),
+                reserve_seat: Script::from_lua(RESERVE_SEAT_LUA),
             }),
             write_seconds: metrics::histogram!(m::REPLICA_WRITE_SECONDS),
             lease_failures: metrics::counter!(m::LEASE_FAILURES),
@@ -581,11 +616,45 @@ impl Replica {
             .map_err(ReplicaError::from_redis)
     }
 
-    /// `player` left match `id`: forget its seat unless it sits elsewhere now.
+    /// `player` left match `id`: forget its seat unless it sits elsewhere
+    /// now, and drop the match from the player's seat set.
     pub async fn clear_seat(&self, player: PlayerId, id: MatchId) -> Result<(), ReplicaError> {
-        let keys = vec![self.keys.player(player)];
-        let args: Vec<Value> = vec![format!("{id}:").into()];
+        let keys = vec![self.keys.player(player), self.keys.seats(player)];
+        let args: Vec<Value> = vec![format!("{id}:").into(), id.to_string().into()];
         let _: i64 = self.eval(&self.scripts.clear_seat, keys, args).await?;
+        Ok(())
+    }
+
+    /// Counts a seat for `player` in match `id` against `cap` seats on
+    /// every node (see [`SeatReservation`]).
+    pub async fn reserve_seat(
+        &self,
+        player: PlayerId,
+        id: MatchId,
+        cap: usize,
+    ) -> Result<SeatReservation, ReplicaError> {
+        let keys = vec![self.keys.seats(player)];
+        let args: Vec<Value> = vec![
+            id.to_string().into(),
+            (cap as i64).into(),
+            self.keys.prefix().to_string().into(),
+            (RETENTION_MS as i64).into(),
+        ];
+        let n: i64 = self.eval(&self.scripts.reserve_seat, keys, args).await?;
+        Ok(match n {
+            0 => SeatReservation::OverCap,
+            1 => SeatReservation::AlreadyHeld,
+            _ => SeatReservation::Reserved,
+        })
+    }
+
+    /// Takes back a reservation whose join was refused.
+    pub async fn release_seat(&self, player: PlayerId, id: MatchId) -> Result<(), ReplicaError> {
+        let _: i64 = self
+            .client
+            .srem(self.keys.seats(player), id.to_string())
+            .await
+            .map_err(ReplicaError::from_redis)?;
         Ok(())
     }
 
