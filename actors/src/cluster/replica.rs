@@ -311,10 +311,13 @@ return 0
 /// holds the cap already. Entries of matches that no longer exist (no
 /// copy, or ended) are dropped first, so a dead node's seats do not count
 /// once its matches are gone. KEYS[1]: the player's seat set; ARGV[3]: the
-/// key prefix; ARGV[4]: the set's lifetime (ms).
+/// key prefix; ARGV[4]: the set's lifetime (ms), from the last join.
 const RESERVE_SEAT_LUA: &str = r#"
 local key, id, cap, p = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3]
-if redis.call('SISMEMBER', key, id) == 1 then return 1 end
+if redis.call('SISMEMBER', key, id) == 1 then
+  redis.call('PEXPIRE', key, ARGV[4])
+  return 1
+end
 for _, m in ipairs(redis.call('SMEMBERS', key)) do
   if redis.call('EXISTS', p .. 'match:' .. m .. ':snap') == 0
      or redis.call('EXISTS', p .. 'match:' .. m .. ':ended') == 1 then
