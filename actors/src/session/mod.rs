@@ -665,7 +665,8 @@ impl MatchSession {
     }
 
     /// The history a match offers when it starts: its creation and, when
-    /// it was rebuilt from Redis, every event the stream still held. The
+    /// it was rebuilt from Redis, the events its ring buffer was refilled
+    /// with from the stream (the most recent `ring_buffer`). The
     /// node that lost it may have died before its writer stored them;
     /// history writes are idempotent, so events already stored stay as
     /// they were (an event stored only now carries the takeover's time).
