@@ -3,6 +3,9 @@
 //! of the owner with the match rebuilt on the other node, and a drain that
 //! hands every match to a peer, each checked event by event: every client
 //! must see `seq` 1, 2, 3, ... with no gap and no repeat across the move.
+//! The fault tests (Redis restarted, slow or cut off, `kill -9`) also give
+//! the nodes a throwaway Postgres and check that the history stored there
+//! is that same timeline, once (`history_is_the_timeline`).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
