@@ -230,17 +230,10 @@ async fn rs256_and_eddsa_public_keys_verify_their_tokens_only() {
 #[actix_rt::test]
 async fn a_kick_revokes_the_players_sessions_on_every_node_including_redis() {
     let redis = TestRedis::start();
-    let node = |id: &'static str| {
-        let url = redis.url();
-        spawn_app_with(
-            move |c| {
-                c.redis_url = Some(Secret(url));
-                c.redis_prefix = "revoke:".into();
-                c.engine.node_id = id.into();
-                c.admin_key = Some(Secret("admin-key".into()));
-            },
-            Catalog::builtin(),
-        )
+    let node = |id| {
+        crate::redis::redis_app(&redis, "revoke:", id, |c| {
+            c.admin_key = Some(Secret("admin-key".into()))
+        })
     };
     let (a, b) = (node("a"), node("b"));
     let kicked = a.new_session().await;

@@ -280,13 +280,6 @@ async fn connections_per_player_and_per_ip_are_capped_and_freed_on_close() {
     );
 }
 
-/// A connection of `token` past its `welcome`.
-async fn connect_as(app: &TestApp, token: &str) -> WsClient {
-    let mut ws = WsClient::connect(app, token, Encoding::Json).await;
-    assert!(matches!(ws.recv().await, ServerMsg::Welcome { .. }));
-    ws
-}
-
 #[actix_rt::test]
 async fn seats_per_player_are_capped_counting_seats_held_while_disconnected() {
     let app = spawn_app_with(|c| c.engine.max_seats_per_player = 2, Catalog::builtin());
@@ -299,7 +292,7 @@ async fn seats_per_player_are_capped_counting_seats_held_while_disconnected() {
     // Another player in `a` sees the first seat go into its grace period.
     let mut other = app.player(Encoding::Bincode).await;
     assert!(matches!(other.join(a).await, ServerMsg::Joined { .. }));
-    let mut first = connect_as(&app, &token).await;
+    let mut first = app.connect_as(&token).await;
     let ServerMsg::Joined { seat: held, .. } = first.join(a).await else {
         panic!("the first seat")
     };
@@ -314,12 +307,12 @@ async fn seats_per_player_are_capped_counting_seats_held_while_disconnected() {
         })
         .await;
 
-    let mut second = connect_as(&app, &token).await;
+    let mut second = app.connect_as(&token).await;
     assert!(
         matches!(second.join(b).await, ServerMsg::Joined { .. }),
         "the second seat is within the cap"
     );
-    let mut third = connect_as(&app, &token).await;
+    let mut third = app.connect_as(&token).await;
     assert_eq!(
         third.join(c).await,
         ServerMsg::Error {

@@ -9,7 +9,7 @@ use matchd_actors::Catalog;
 use matchd_protocol::codec::Encoding;
 use matchd_protocol::{Action, ClientMsg, Event, ServerMsg};
 
-use crate::support::{eventually, free_port, spawn_app_with, TestApp, WsClient, WAIT};
+use crate::support::{eventually, free_port, spawn_app_with, TestApp, WAIT};
 
 /// A redis-server of the test's own on a free port; killed on drop.
 pub struct TestRedis {
@@ -62,19 +62,32 @@ impl Drop for TestRedis {
     }
 }
 
-fn node(redis: &TestRedis, prefix: &str, id: &str) -> TestApp {
+/// An in-process node on `redis` under `prefix`, with node id `id` and
+/// `tweak` applied last.
+pub fn redis_app(
+    redis: &TestRedis,
+    prefix: &str,
+    id: &str,
+    tweak: impl FnOnce(&mut matchd::config::Config),
+) -> TestApp {
     let (url, prefix, id) = (redis.url(), prefix.to_string(), id.to_string());
     spawn_app_with(
         move |c| {
             c.redis_url = Some(Secret(url));
             c.redis_prefix = prefix;
-            c.node_ttl_ms = 600;
             c.engine.node_id = id;
-            // Clients here mark as fast as they can.
-            c.engine.frames_per_sec = 0;
+            tweak(c);
         },
         Catalog::builtin(),
     )
+}
+
+fn node(redis: &TestRedis, prefix: &str, id: &str) -> TestApp {
+    redis_app(redis, prefix, id, |c| {
+        c.node_ttl_ms = 600;
+        // Clients here mark as fast as they can.
+        c.engine.frames_per_sec = 0;
+    })
 }
 
 /// The node ids `app` lists in `GET /v1/nodes`, or `None` on an error.
@@ -462,38 +475,23 @@ async fn unsealed_control_messages_are_refused() {
 #[actix_rt::test]
 async fn the_seat_cap_counts_a_players_seats_on_every_node() {
     let redis = TestRedis::start();
-    let node = |id: &'static str| {
-        let url = redis.url();
-        spawn_app_with(
-            move |c| {
-                c.redis_url = Some(Secret(url));
-                c.redis_prefix = "seatcap:".into();
-                c.engine.node_id = id.into();
-                c.engine.max_seats_per_player = 2;
-            },
-            Catalog::builtin(),
-        )
+    let node = |id| {
+        redis_app(&redis, "seatcap:", id, |c| {
+            c.engine.max_seats_per_player = 2
+        })
     };
     let (a, b) = (node("a"), node("b"));
     let token = a.new_session().await.token;
-    let connect = |app: &TestApp| {
-        let (base, token) = (app.base.clone(), token.clone());
-        async move {
-            let mut ws = WsClient::connect_to(&base, &token, Encoding::Json).await;
-            assert!(matches!(ws.recv().await, ServerMsg::Welcome { .. }));
-            ws
-        }
-    };
     let on_a = a.create_match("sandbox").await;
     let (on_b, third) = (
         b.create_match("sandbox").await,
         b.create_match("sandbox").await,
     );
-    let mut at_a = connect(&a).await;
+    let mut at_a = a.connect_as(&token).await;
     assert!(matches!(at_a.join(on_a).await, ServerMsg::Joined { .. }));
-    let mut at_b = connect(&b).await;
+    let mut at_b = b.connect_as(&token).await;
     assert!(matches!(at_b.join(on_b).await, ServerMsg::Joined { .. }));
-    let mut more = connect(&b).await;
+    let mut more = b.connect_as(&token).await;
     assert!(
         matches!(more.join(third).await, ServerMsg::Error { code, .. } if code == "too_many_seats"),
         "a third seat, the first one on another node"
@@ -505,13 +503,9 @@ async fn the_seat_cap_counts_a_players_seats_on_every_node() {
     eventually(
         "the seat left on a to make room on b",
         Duration::from_secs(10),
-        || {
-            let (base, token) = (b.base.clone(), token.clone());
-            async move {
-                let mut ws = WsClient::connect_to(&base, &token, Encoding::Json).await;
-                ws.recv().await; // welcome
-                matches!(ws.join(third).await, ServerMsg::Joined { .. }).then_some(())
-            }
+        || async {
+            let mut ws = b.connect_as(&token).await;
+            matches!(ws.join(third).await, ServerMsg::Joined { .. }).then_some(())
         },
     )
     .await;

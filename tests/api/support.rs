@@ -211,6 +211,13 @@ impl TestApp {
     }
 
     /// A new session and a WebSocket for it, past the `welcome` frame.
+    /// A JSON WebSocket with `token`, past its `welcome`.
+    pub async fn connect_as(&self, token: &str) -> WsClient {
+        let mut ws = WsClient::connect(self, token, Encoding::Json).await;
+        assert!(matches!(ws.recv().await, ServerMsg::Welcome { .. }));
+        ws
+    }
+
     pub async fn player(&self, encoding: Encoding) -> WsClient {
         let session = self.new_session().await;
         let mut ws = WsClient::connect(self, &session.token, encoding).await;

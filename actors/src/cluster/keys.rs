@@ -20,6 +20,9 @@ use std::sync::Arc;
 
 use matchd_protocol::{MatchId, PlayerId};
 
+const SNAPSHOT: &str = ":snap";
+const ENDED: &str = ":ended";
+
 /// The key names under one prefix; cheap to clone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
@@ -45,12 +48,19 @@ impl Keys {
     /// The tombstone of an ended match: written with its last batch, kept
     /// as long as a copy could be, so an ended match is never rebuilt.
     pub fn match_ended(&self, id: MatchId) -> String {
-        format!("{}match:{id}:ended", self.prefix)
+        format!("{}match:{id}{ENDED}", self.prefix)
     }
 
     /// The last snapshot of match `id`.
     pub fn match_snapshot(&self, id: MatchId) -> String {
-        format!("{}match:{id}:snap", self.prefix)
+        format!("{}match:{id}{SNAPSHOT}", self.prefix)
+    }
+
+    /// For a script that names matches it reads from a set: the key of
+    /// match `id`'s snapshot is `before + id + snapshot`, of its tombstone
+    /// `before + id + ended`: `(before, snapshot, ended)`.
+    pub fn match_key_parts(&self) -> (String, &'static str, &'static str) {
+        (format!("{}match:", self.prefix), SNAPSHOT, ENDED)
     }
 
     /// The stream of batches of match `id`.
@@ -110,5 +120,11 @@ mod tests {
         assert_eq!(k.node_ids(), "mx:node-ids");
         assert_eq!(k.session("ab"), "mx:session:ab");
         assert_eq!(k.control(), "mx:control");
+        assert_eq!(k.seats(9), "mx:seats:9");
+        assert_eq!(k.match_ended(7), "mx:match:7:ended");
+        // What a script builds from the parts is the same key.
+        let (before, snap, ended) = k.match_key_parts();
+        assert_eq!(format!("{before}7{snap}"), k.match_snapshot(7));
+        assert_eq!(format!("{before}7{ended}"), k.match_ended(7));
     }
 }

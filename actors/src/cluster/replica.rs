@@ -297,8 +297,9 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1], 
 return 0
 "#;
 
-/// Deletes a player's seat record if it names this match. KEYS: player
-/// key. ARGV: "{match_id}:".
+/// Deletes a player's seat record if it names this match, and the match
+/// from the player's seat set. KEYS: player key, seat set. ARGV:
+/// "{match_id}:", match id.
 const CLEAR_SEAT_LUA: &str = r#"
 redis.call('SREM', KEYS[2], ARGV[2])
 local v = redis.call('GET', KEYS[1])
@@ -310,23 +311,25 @@ return 0
 /// 1 if the player already has it, 2 if reserved now, 0 if the player
 /// holds the cap already. Entries of matches that no longer exist (no
 /// copy, or ended) are dropped first, so a dead node's seats do not count
-/// once its matches are gone. KEYS[1]: the player's seat set; ARGV[3]: the
-/// key prefix; ARGV[4]: the set's lifetime (ms), from the last join.
+/// once its matches are gone. KEYS[1]: the player's seat set; ARGV[3..6]:
+/// the set's lifetime (ms, from the last join), then the parts of a
+/// match's snapshot and tombstone keys (`Keys::match_key_parts`).
 const RESERVE_SEAT_LUA: &str = r#"
-local key, id, cap, p = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local key, id, cap = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local before, snap, ended = ARGV[4], ARGV[5], ARGV[6]
 if redis.call('SISMEMBER', key, id) == 1 then
-  redis.call('PEXPIRE', key, ARGV[4])
+  redis.call('PEXPIRE', key, ARGV[3])
   return 1
 end
 for _, m in ipairs(redis.call('SMEMBERS', key)) do
-  if redis.call('EXISTS', p .. 'match:' .. m .. ':snap') == 0
-     or redis.call('EXISTS', p .. 'match:' .. m .. ':ended') == 1 then
+  if redis.call('EXISTS', before .. m .. snap) == 0
+     or redis.call('EXISTS', before .. m .. ended) == 1 then
     redis.call('SREM', key, m)
   end
 end
 if redis.call('SCARD', key) >= cap then return 0 end
 redis.call('SADD', key, id)
-redis.call('PEXPIRE', key, ARGV[4])
+redis.call('PEXPIRE', key, ARGV[3])
 return 2
 "#;
 
@@ -637,11 +640,14 @@ impl Replica {
         cap: usize,
     ) -> Result<SeatReservation, ReplicaError> {
         let keys = vec![self.keys.seats(player)];
+        let (before, snapshot, ended) = self.keys.match_key_parts();
         let args: Vec<Value> = vec![
             id.to_string().into(),
             (cap as i64).into(),
-            self.keys.prefix().to_string().into(),
             (RETENTION_MS as i64).into(),
+            before.into(),
+            snapshot.into(),
+            ended.into(),
         ];
         let n: i64 = self.eval(&self.scripts.reserve_seat, keys, args).await?;
         Ok(match n {
